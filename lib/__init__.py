@@ -1,0 +1,1 @@
+"""Corral: a cluster virtual server manager compatible with the Ganeti ecosystem."""

@@ -1,0 +1,199 @@
+"""Values shared by every part of Corral.
+
+Names and values that users and clients see are Ganeti's (spec/), so that
+existing tools keep working; everything else is Corral's own.
+"""
+
+RELEASE_VERSION = "3.1.0"
+VCS_VERSION = "corral-" + RELEASE_VERSION
+PROTOCOL_VERSION = 3010000
+CONFIG_VERSION = 3010000
+OS_API_VERSIONS = frozenset([10, 15, 20])
+OS_API_VERSION = 20
+EXPORT_VERSION = 0
+HOOKS_VERSION = 2
+RAPI_VERSION = 2
+IALLOCATOR_VERSION = 2
+
+# Job and opcode statuses (spec/opcodes.md §2)
+OP_STATUS_QUEUED = "queued"
+OP_STATUS_WAITING = "waiting"
+OP_STATUS_CANCELING = "canceling"
+OP_STATUS_RUNNING = "running"
+OP_STATUS_CANCELED = "canceled"
+OP_STATUS_SUCCESS = "success"
+OP_STATUS_ERROR = "error"
+OPS_FINALIZED = frozenset([OP_STATUS_CANCELED, OP_STATUS_SUCCESS, OP_STATUS_ERROR])
+
+JOB_STATUS_QUEUED = OP_STATUS_QUEUED
+JOB_STATUS_WAITING = OP_STATUS_WAITING
+JOB_STATUS_CANCELING = OP_STATUS_CANCELING
+JOB_STATUS_RUNNING = OP_STATUS_RUNNING
+JOB_STATUS_CANCELED = OP_STATUS_CANCELED
+JOB_STATUS_SUCCESS = OP_STATUS_SUCCESS
+JOB_STATUS_ERROR = OP_STATUS_ERROR
+JOBS_PENDING = frozenset([JOB_STATUS_QUEUED, JOB_STATUS_WAITING, JOB_STATUS_CANCELING])
+JOBS_FINALIZED = OPS_FINALIZED
+JOB_STATUS_ALL = frozenset([JOB_STATUS_QUEUED, JOB_STATUS_WAITING, JOB_STATUS_CANCELING,
+                            JOB_STATUS_RUNNING, JOB_STATUS_CANCELED, JOB_STATUS_SUCCESS,
+                            JOB_STATUS_ERROR])
+
+# Priorities: user-visible values and the internal range
+OP_PRIO_LOWEST = 19
+OP_PRIO_HIGHEST = -20
+OP_PRIO_LOW = 10
+OP_PRIO_NORMAL = 0
+OP_PRIO_HIGH = -10
+OP_PRIO_SUBMIT_VALID = frozenset([OP_PRIO_LOW, OP_PRIO_NORMAL, OP_PRIO_HIGH])
+OP_PRIO_DEFAULT = OP_PRIO_NORMAL
+PRIORITY_NAMES = {"low": OP_PRIO_LOW, "normal": OP_PRIO_NORMAL, "high": OP_PRIO_HIGH}
+
+JOB_QUEUE_SIZE_HARD_LIMIT = 5000
+JOB_QUEUE_ARCHIVE_DIR_DIVIDER = 10000
+DEFAULT_MAX_RUNNING_JOBS = 20
+DEFAULT_MAX_TRACKED_JOBS = 25
+WAIT_FOR_CHANGE_TIMEOUT = 10.0
+
+# Log message types
+ELOG_MESSAGE = "message"
+ELOG_REMOTE_IMPORT = "remote-import"
+ELOG_JQUEUE_TEST = "jqueue-test"
+ELOG_DELAY_TEST = "delay-test"
+
+# Error codes carried by OpPrereqError (spec/rapi.md §7.2)
+ERRORS_ECODE_RESOLVER = "resolver_error"
+ERRORS_ECODE_NORES = "insufficient_resources"
+ERRORS_ECODE_TEMP_NORES = "temp_insufficient_resources"
+ERRORS_ECODE_INVAL = "wrong_input"
+ERRORS_ECODE_STATE = "wrong_state"
+ERRORS_ECODE_NOENT = "unknown_entity"
+ERRORS_ECODE_EXISTS = "already_exists"
+ERRORS_ECODE_NOTUNIQUE = "resource_not_unique"
+ERRORS_ECODE_FAULT = "internal_error"
+ERRORS_ECODE_ENVIRON = "environment_error"
+
+# CLI exit codes (spec/cli.md §1)
+EXIT_SUCCESS = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG_ERROR = 2
+EXIT_NOTCLUSTER = 5
+EXIT_NOTMASTER = 11
+EXIT_NODESETUP_ERROR = 12
+EXIT_CONFIRMATION = 13
+EXIT_UNKNOWN_FIELD = 14
+
+# Hypervisors
+HT_KVM = "kvm"
+HT_XEN_PVM = "xen-pvm"
+HT_XEN_HVM = "xen-hvm"
+HT_FAKE = "fake"
+HT_CHROOT = "chroot"
+HT_LXC = "lxc"
+HT_LIBVIRT = "libvirt"
+HYPER_TYPES = frozenset([HT_KVM, HT_XEN_PVM, HT_XEN_HVM, HT_FAKE, HT_CHROOT, HT_LXC, HT_LIBVIRT])
+
+# Disk templates
+DT_DISKLESS = "diskless"
+DT_FILE = "file"
+DT_SHARED_FILE = "sharedfile"
+DT_PLAIN = "plain"
+DT_DRBD8 = "drbd"
+DT_BLOCK = "blockdev"
+DT_RBD = "rbd"
+DT_EXT = "ext"
+DT_GLUSTER = "gluster"
+DT_MIRROR = "mirror"
+DISK_TEMPLATES = frozenset([DT_DISKLESS, DT_FILE, DT_SHARED_FILE, DT_PLAIN, DT_DRBD8,
+                            DT_BLOCK, DT_RBD, DT_EXT, DT_GLUSTER, DT_MIRROR])
+DTS_INT_MIRROR = frozenset([DT_DRBD8, DT_MIRROR])
+DTS_EXT_MIRROR = frozenset([DT_DISKLESS, DT_SHARED_FILE, DT_BLOCK, DT_RBD, DT_EXT, DT_GLUSTER])
+DTS_FILEBASED = frozenset([DT_FILE, DT_SHARED_FILE, DT_GLUSTER])
+DTS_LVM = frozenset([DT_PLAIN, DT_DRBD8])
+DEFAULT_ENABLED_DISK_TEMPLATES = [DT_DRBD8, DT_PLAIN]
+DISK_RDWR = "rw"
+DISK_RDONLY = "ro"
+DISK_ACCESS_SET = frozenset([DISK_RDWR, DISK_RDONLY])
+DRBD_META_SIZE = 128
+
+# Instance admin states and runtime statuses (spec/hypervisors-storage.md §9)
+ADMINST_UP = "up"
+ADMINST_DOWN = "down"
+ADMINST_OFFLINE = "offline"
+ADMINST_ALL = frozenset([ADMINST_UP, ADMINST_DOWN, ADMINST_OFFLINE])
+ADMIN_SOURCE = "admin"
+USER_SOURCE = "user"
+INSTST_RUNNING = "running"
+INSTST_ADMINDOWN = "ADMIN_down"
+INSTST_ADMINOFFLINE = "ADMIN_offline"
+INSTST_USERDOWN = "USER_down"
+INSTST_ERRORUP = "ERROR_up"
+INSTST_ERRORDOWN = "ERROR_down"
+INSTST_WRONGNODE = "ERROR_wrongnode"
+INSTST_NODEDOWN = "ERROR_nodedown"
+INSTST_NODEOFFLINE = "ERROR_nodeoffline"
+
+# NIC modes
+NIC_MODE_BRIDGED = "bridged"
+NIC_MODE_ROUTED = "routed"
+NIC_MODE_OVS = "openvswitch"
+NIC_MODE_EXT = "ext"
+NIC_VALID_MODES = frozenset([NIC_MODE_BRIDGED, NIC_MODE_ROUTED, NIC_MODE_OVS, NIC_MODE_EXT])
+
+# Node roles (spec/hypervisors-storage.md §10)
+NR_MASTER = "M"
+NR_MCANDIDATE = "C"
+NR_REGULAR = "R"
+NR_DRAINED = "D"
+NR_OFFLINE = "O"
+
+# Node group allocation policies
+ALLOC_POLICY_PREFERRED = "preferred"
+ALLOC_POLICY_LAST_RESORT = "last_resort"
+ALLOC_POLICY_UNALLOCABLE = "unallocable"
+VALID_ALLOC_POLICIES = (ALLOC_POLICY_PREFERRED, ALLOC_POLICY_LAST_RESORT,
+                        ALLOC_POLICY_UNALLOCABLE)
+INITIAL_NODE_GROUP_NAME = "default"
+
+# Tags (spec/opcodes.md §4)
+TAG_CLUSTER = "cluster"
+TAG_NODE = "node"
+TAG_INSTANCE = "instance"
+TAG_NODEGROUP = "nodegroup"
+TAG_NETWORK = "network"
+VALID_TAG_TYPES = frozenset([TAG_CLUSTER, TAG_NODE, TAG_INSTANCE, TAG_NODEGROUP, TAG_NETWORK])
+MAX_TAG_LEN = 128
+MAX_TAGS_PER_OBJ = 4096
+
+# Hooks
+HOOKS_PHASE_PRE = "pre"
+HOOKS_PHASE_POST = "post"
+HKR_SKIP = 0
+HKR_FAIL = 1
+HKR_SUCCESS = 2
+HTYPE_CLUSTER = "CLUSTER"
+HTYPE_NODE = "NODE"
+HTYPE_GROUP = "GROUP"
+HTYPE_INSTANCE = "INSTANCE"
+HTYPE_NETWORK = "NETWORK"
+HOOKS_PATH = "/sbin:/bin:/usr/sbin:/usr/bin"
+GANETI_DATA_DIR_FOR_HOOKS = "/var/lib/ganeti"
+
+# Network defaults
+DEFAULT_NODED_PORT = 1811
+DEFAULT_RAPI_PORT = 5080
+DEFAULT_MAC_PREFIX = "aa:00:00"
+DEFAULT_BRIDGE = "xen-br0"
+FIRST_DRBD_PORT = 11000
+LAST_DRBD_PORT = 14999
+DEFAULT_CANDIDATE_POOL_SIZE = 10
+DEFAULT_FILE_STORAGE_DIR = "/srv/ganeti/file-storage"
+DEFAULT_SHARED_FILE_STORAGE_DIR = "/srv/ganeti/shared-file-storage"
+DEFAULT_VG = "xenvg"
+DEFAULT_DRBD_HELPER = "/bin/true"
+
+# Query-field status codes (spec/rapi.md §4 /2/query)
+RS_NORMAL = 0
+RS_UNKNOWN = 1
+RS_NODATA = 2
+RS_UNAVAIL = 3
+RS_OFFLINE = 4

@@ -1,0 +1,28 @@
+"""Installs the corral package (lib/), the gnt-* commands and the corral-* daemons."""
+
+import glob
+
+from setuptools import setup
+
+setup(
+    name="corral",
+    version="3.1.0",
+    description="Cluster virtual server manager compatible with the Ganeti ecosystem",
+    python_requires=">=3.11",
+    package_dir={"corral": "lib"},
+    packages=["corral"] + ["corral." + p for p in (
+        "cmdlib", "rpc", "backend", "hypervisor", "hypervisor.kvm", "storage",
+        "rapi", "client", "server", "utils", "tools")],
+    scripts=sorted(glob.glob("scripts/gnt-*") + glob.glob("daemons/corral-*")),
+    install_requires=[
+        "httpx>=0.27",
+        "uvicorn>=0.30",
+        "starlette>=0.37",
+        "httptools>=0.6",
+        "cryptography>=42",
+        "pyOpenSSL>=24",
+        "paramiko>=3.4",
+        "simplejson>=3.19",
+    ],
+    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5"]},
+)
