@@ -1,0 +1,701 @@
+"""The job queue: durable jobs, their statuses, scheduling and change notification.
+
+Guarantees (doc/design-jobqueue.md):
+- A job file is written and fsynced before its id is returned; the id serial
+  is fsynced before any job file that uses it.
+- Statuses follow spec/opcodes.md §2; every transition is persisted.
+- At start, jobs found ``queued`` are queued again; jobs that were ``waiting``,
+  ``running`` or ``canceling`` when the master died end in ``error`` (or
+  ``canceled``) with the reason "Unclean master daemon shutdown".
+- Waiters are woken by the change itself (listeners, condition variable), never
+  by polling.
+
+Jobs run on a pool of worker threads (``max_running_jobs``); the opcode
+processor (mcpu) is passed in so the queue knows nothing about logical units.
+"""
+
+import heapq
+import itertools
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from corral import constants, errors, opcodes, serializer
+from corral.utils import io
+
+C = constants
+
+JOB_FIELDS = ("id", "status", "priority", "archived", "ops", "opresult", "opstatus", "oplog",
+              "opstart", "opexec", "opend", "oppriority", "summary", "received_ts", "start_ts",
+              "end_ts")
+
+
+def timestamp() -> list[int]:
+    now = time.time()
+    return [int(now), int((now - int(now)) * 1000000)]
+
+
+class CancelJob(Exception):
+    """Raised inside a worker when the job it runs was canceled while waiting."""
+
+
+class QueuedOpCode:
+    """One opcode of a job with its status, result and log."""
+
+    def __init__(self, op: opcodes.OpCode) -> None:
+        self.input = op
+        self.status = C.OP_STATUS_QUEUED
+        self.result: Any = None
+        self.log: list[list] = []
+        self.priority = op.priority
+        self.start_timestamp: list[int] | None = None
+        self.exec_timestamp: list[int] | None = None
+        self.end_timestamp: list[int] | None = None
+
+    def to_dict(self) -> dict:
+        return {"input": self.input.to_dict(), "status": self.status, "result": self.result,
+                "log": self.log, "priority": self.priority,
+                "start_timestamp": self.start_timestamp, "exec_timestamp": self.exec_timestamp,
+                "end_timestamp": self.end_timestamp}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "QueuedOpCode":
+        op_data = dict(data["input"])
+        cls_op = opcodes.OP_MAPPING[op_data.pop("OP_ID")]
+        qop = cls(cls_op(**op_data))
+        for key in ("status", "result", "log", "priority", "start_timestamp", "exec_timestamp",
+                    "end_timestamp"):
+            setattr(qop, key, data.get(key))
+        return qop
+
+
+class QueuedJob:
+    """A job: an ordered list of opcodes plus timestamps and change bookkeeping."""
+
+    def __init__(self, job_id: int, ops: list[opcodes.OpCode]) -> None:
+        self.id = job_id
+        self.ops = [QueuedOpCode(op) for op in ops]
+        self.received_timestamp: list[int] | None = timestamp()
+        self.start_timestamp: list[int] | None = None
+        self.end_timestamp: list[int] | None = None
+        self.archived = False
+        self.log_serial = 0
+        self.cancel_requested = False
+
+    # ---- derived values ----------------------------------------------------------
+
+    def calc_status(self) -> str:
+        """Job status from opcode statuses (spec/opcodes.md §2)."""
+        status = C.JOB_STATUS_QUEUED
+        all_success = True
+        for op in self.ops:
+            if op.status == C.OP_STATUS_SUCCESS:
+                continue
+            all_success = False
+            if op.status in (C.OP_STATUS_ERROR, C.OP_STATUS_CANCELING, C.OP_STATUS_CANCELED):
+                return op.status
+            if op.status in (C.OP_STATUS_WAITING, C.OP_STATUS_RUNNING):
+                status = op.status
+        if all_success:
+            return C.JOB_STATUS_SUCCESS
+        return status
+
+    def calc_priority(self) -> int:
+        prios = [op.priority for op in self.ops if op.status not in C.OPS_FINALIZED]
+        return min(prios) if prios else C.OP_PRIO_DEFAULT
+
+    def is_finalized(self) -> bool:
+        return self.calc_status() in C.JOBS_FINALIZED
+
+    def get_info(self, fields: Iterable[str]) -> list:
+        return [self._field(f) for f in fields]
+
+    def _field(self, name: str) -> Any:
+        ops = self.ops
+        getters: dict[str, Callable[[], Any]] = {
+            "id": lambda: self.id,
+            "status": self.calc_status,
+            "priority": self.calc_priority,
+            "archived": lambda: self.archived,
+            "ops": lambda: [op.input.to_dict() for op in ops],
+            "opresult": lambda: [op.result for op in ops],
+            "opstatus": lambda: [op.status for op in ops],
+            "oplog": lambda: [op.log for op in ops],
+            "opstart": lambda: [op.start_timestamp for op in ops],
+            "opexec": lambda: [op.exec_timestamp for op in ops],
+            "opend": lambda: [op.end_timestamp for op in ops],
+            "oppriority": lambda: [op.priority for op in ops],
+            "summary": lambda: [op.input.summary() for op in ops],
+            "received_ts": lambda: self.received_timestamp,
+            "start_ts": lambda: self.start_timestamp,
+            "end_ts": lambda: self.end_timestamp,
+        }
+        if name not in getters:
+            raise errors.OpPrereqError("Unknown job field '%s' (known: %s)" %
+                                       (name, ", ".join(JOB_FIELDS)), errors.ECODE_INVAL)
+        return getters[name]()
+
+    def log_entries_after(self, serial: int | None) -> list[list]:
+        serial = -1 if serial is None else serial
+        entries = [e for op in self.ops for e in op.log if e[0] > serial]
+        return sorted(entries, key=lambda e: e[0])
+
+    # ---- persistence ---------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "ops": [op.to_dict() for op in self.ops],
+                "received_timestamp": self.received_timestamp,
+                "start_timestamp": self.start_timestamp, "end_timestamp": self.end_timestamp,
+                "log_serial": self.log_serial}
+
+    @classmethod
+    def from_dict(cls, data: dict, archived: bool = False) -> "QueuedJob":
+        job = cls.__new__(cls)
+        job.id = data["id"]
+        job.ops = [QueuedOpCode.from_dict(o) for o in data["ops"]]
+        job.received_timestamp = data.get("received_timestamp")
+        job.start_timestamp = data.get("start_timestamp")
+        job.end_timestamp = data.get("end_timestamp")
+        job.log_serial = data.get("log_serial", 0)
+        job.archived = archived
+        job.cancel_requested = False
+        return job
+
+
+class OpExecCallbacks:
+    """What the opcode processor may do to the job it runs (one per opcode)."""
+
+    def __init__(self, queue: "JobQueue", job: QueuedJob, qop: QueuedOpCode) -> None:
+        self._queue = queue
+        self._job = job
+        self._qop = qop
+
+    def notify_start(self) -> None:
+        """Locks are acquired: the opcode is now running."""
+        with self._queue.lock:
+            if self._job.cancel_requested:
+                raise CancelJob()
+            self._qop.status = C.OP_STATUS_RUNNING
+            self._qop.exec_timestamp = timestamp()
+            self._queue.update_job(self._job, fsync=False)
+
+    def feedback(self, msg: Any, log_type: str = C.ELOG_MESSAGE) -> None:
+        with self._queue.lock:
+            self._job.log_serial += 1
+            self._qop.log.append([self._job.log_serial, timestamp(), log_type, msg])
+            self._queue.update_job(self._job, fsync=False)
+
+    def check_cancel(self) -> None:
+        """Raise CancelJob if the job was canceled while waiting (for locks)."""
+        if self._job.cancel_requested:
+            raise CancelJob()
+
+    def current_priority(self) -> int:
+        return self._qop.priority
+
+    def submit_many_jobs(self, jobs: list[list[dict]]) -> list[list]:
+        return self._queue.submit_many_jobs(jobs)
+
+    @property
+    def job_id(self) -> int:
+        return self._job.id
+
+
+class JobQueue:
+    """Owns the queue directory, the in-memory jobs and the worker pool."""
+
+    def __init__(self, queue_dir: str, processor: Callable[[opcodes.OpCode, OpExecCallbacks], Any],
+                 workers: int = C.DEFAULT_MAX_RUNNING_JOBS) -> None:
+        self._dir = queue_dir
+        self._archive_dir = os.path.join(queue_dir, "archive")
+        os.makedirs(self._archive_dir, exist_ok=True)
+        self._processor = processor
+        self.lock = threading.RLock()
+        self._changed = threading.Condition(self.lock)
+        self._jobs: dict[int, QueuedJob] = {}
+        self._runnable: list[tuple[int, int, int]] = []
+        self._seq = itertools.count()
+        self._dep_waiters: dict[int, set[int]] = {}
+        self._active: dict[int, threading.Thread] = {}
+        self._listeners: dict[int, dict[int, Callable[[], None]]] = {}
+        self._listener_ids = itertools.count()
+        self._last_serial = self._read_serial()
+        self._workers: list[threading.Thread] = []
+        self._wanted_workers = 0
+        self._stopping = False
+        with self.lock:
+            self._recover()
+        self.set_workers(workers)
+
+    # ---- files -----------------------------------------------------------------------
+
+    def _job_path(self, job_id: int) -> str:
+        return os.path.join(self._dir, "job-%d" % job_id)
+
+    def _archived_path(self, job_id: int) -> str:
+        return os.path.join(self._archive_dir, str(job_id // C.JOB_QUEUE_ARCHIVE_DIR_DIVIDER),
+                            "job-%d" % job_id)
+
+    def _read_serial(self) -> int:
+        try:
+            return int(io.read_file(os.path.join(self._dir, "serial")).strip() or 0)
+        except FileNotFoundError:
+            return 0
+
+    def update_job(self, job: QueuedJob, fsync: bool = True) -> None:
+        """Persist ``job`` and wake everyone waiting for a change of it (lock held)."""
+        io.write_file_atomic(self._job_path(job.id), serializer.dumps(job.to_dict()), fsync=fsync)
+        self._notify(job)
+
+    def _notify(self, job: QueuedJob) -> None:
+        self._changed.notify_all()
+        for callback in list(self._listeners.get(job.id, {}).values()):
+            callback()
+
+    # ---- recovery ----------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        for name in os.listdir(self._dir):
+            if not name.startswith("job-"):
+                continue
+            try:
+                data = serializer.loads(io.read_file(os.path.join(self._dir, name)))
+                job = QueuedJob.from_dict(data)
+            except (ValueError, KeyError, OSError, errors.GenericError) as err:
+                logging.error("Cannot load job file %s: %s", name, err)
+                continue
+            self._jobs[job.id] = job
+            self._last_serial = max(self._last_serial, job.id)
+            status = job.calc_status()
+            if status == C.JOB_STATUS_QUEUED:
+                self._make_runnable(job)
+            elif status in (C.JOB_STATUS_WAITING, C.JOB_STATUS_RUNNING):
+                self._fail_unfinished(job, errors.OpExecError("Unclean master daemon shutdown"))
+            elif status == C.JOB_STATUS_CANCELING:
+                self._cancel_unfinished(job)
+        logging.info("Job queue recovered: %d jobs", len(self._jobs))
+
+    def _fail_unfinished(self, job: QueuedJob, err: errors.GenericError) -> None:
+        encoded = errors.encode_exception(err)
+        first = True
+        for op in job.ops:
+            if op.status in C.OPS_FINALIZED:
+                continue
+            op.status = C.OP_STATUS_ERROR
+            op.result = encoded if first else ["OpExecError", ["Preceding opcode failed"]]
+            op.end_timestamp = timestamp()
+            first = False
+        job.end_timestamp = timestamp()
+        self.update_job(job)
+
+    def _cancel_unfinished(self, job: QueuedJob) -> None:
+        for op in job.ops:
+            if op.status not in C.OPS_FINALIZED:
+                op.status = C.OP_STATUS_CANCELED
+                op.result = "Job canceled by request"
+                op.end_timestamp = timestamp()
+        job.end_timestamp = timestamp()
+        self.update_job(job)
+
+    # ---- submission --------------------------------------------------------------------
+
+    def submit_job(self, ops: list) -> int:
+        result = self.submit_many_jobs([ops])[0]
+        if not result[0]:
+            raise errors.decode_exception(result[1]) if isinstance(result[1], list) \
+                else errors.OpPrereqError(result[1], errors.ECODE_INVAL)
+        return result[1]
+
+    def submit_many_jobs(self, jobs: list[list]) -> list[list]:
+        """Validate and persist jobs; per job ``[True, id]`` or ``[False, encoded error]``.
+
+        The queue-wide conditions (drained, full) refuse the whole submission.
+        Ids are allocated and the serial file synced before any job file.
+        """
+        with self.lock:
+            if self.is_drained():
+                raise errors.JobQueueDrainError("Job queue is drained, refusing job")
+            pending = sum(1 for j in self._jobs.values() if not j.archived)
+            if pending + len(jobs) > C.JOB_QUEUE_SIZE_HARD_LIMIT:
+                raise errors.JobQueueFull("Job queue is full, needs archiving (%d jobs)" % pending)
+            first_id = self._last_serial + 1
+            self._last_serial += len(jobs)
+            io.write_file_atomic(os.path.join(self._dir, "serial"), "%d\n" % self._last_serial)
+            results: list[list] = []
+            created: list[QueuedJob] = []
+            for idx, ops in enumerate(jobs):
+                job_id = first_id + idx
+                try:
+                    job = QueuedJob(job_id, self._build_ops(ops, job_id, results))
+                except errors.GenericError as err:
+                    results.append([False, errors.encode_exception(err)])
+                    continue
+                self._jobs[job_id] = job
+                self.update_job(job)
+                created.append(job)
+                results.append([True, job_id])
+            for job in created:
+                self._make_runnable(job)
+            return results
+
+    def _build_ops(self, ops: list, job_id: int, earlier: list[list]) -> list[opcodes.OpCode]:
+        if not isinstance(ops, list) or not ops:
+            raise errors.OpPrereqError("A job needs a non-empty list of opcodes",
+                                       errors.ECODE_INVAL)
+        built = []
+        for data in ops:
+            op = data if isinstance(data, opcodes.OpCode) else opcodes.from_dict(data)
+            if op.priority not in C.OP_PRIO_SUBMIT_VALID:
+                raise errors.OpPrereqError("Invalid priority %r: use 10 (low), 0 (normal) or -10"
+                                           " (high)" % (op.priority,), errors.ECODE_INVAL)
+            op.depends = self._resolve_depends(op.depends, job_id, earlier)
+            built.append(op)
+        return built
+
+    def _resolve_depends(self, depends: list | None, job_id: int,
+                         earlier: list[list]) -> list | None:
+        if not depends:
+            return depends
+        resolved = []
+        for dep_id, statuses in depends:
+            dep_id = int(dep_id)
+            if dep_id < 0:
+                pos = len(earlier) + dep_id
+                if pos < 0 or not earlier[pos][0]:
+                    raise errors.OpPrereqError("Relative job dependency %d does not refer to a"
+                                               " job submitted before it" % dep_id,
+                                               errors.ECODE_INVAL)
+                dep_id = earlier[pos][1]
+            if dep_id == job_id:
+                raise errors.OpPrereqError("Job %d cannot depend on itself" % job_id,
+                                           errors.ECODE_INVAL)
+            if dep_id not in self._jobs and not os.path.exists(self._archived_path(dep_id)):
+                raise errors.OpPrereqError("Job dependency %d: job not found" % dep_id,
+                                           errors.ECODE_NOENT)
+            bad = set(statuses) - C.JOBS_FINALIZED
+            if bad:
+                raise errors.OpPrereqError("Job dependency on %d lists non-final statuses %s" %
+                                           (dep_id, ", ".join(sorted(bad))), errors.ECODE_INVAL)
+            resolved.append([dep_id, list(statuses)])
+        return resolved
+
+    # ---- scheduling ----------------------------------------------------------------------
+
+    def _make_runnable(self, job: QueuedJob) -> None:
+        heapq.heappush(self._runnable, (job.calc_priority(), next(self._seq), job.id))
+        self._changed.notify_all()
+
+    def set_workers(self, count: int) -> None:
+        """Resize the worker pool (cluster ``max_running_jobs``)."""
+        with self.lock:
+            self._wanted_workers = count
+            self._workers = [t for t in self._workers if t.is_alive()]
+            while len(self._workers) < count:
+                t = threading.Thread(target=self._worker_loop, name="jq-worker", daemon=True)
+                self._workers.append(t)
+                t.start()
+            self._changed.notify_all()
+
+    def _next_job(self) -> QueuedJob | None:
+        with self.lock:
+            while True:
+                if self._stopping or len([t for t in self._workers if t.is_alive()]) > \
+                        self._wanted_workers:
+                    if threading.current_thread() in self._workers:
+                        self._workers.remove(threading.current_thread())
+                    return None
+                while self._runnable:
+                    _prio, _seq, job_id = heapq.heappop(self._runnable)
+                    job = self._jobs.get(job_id)
+                    if (job is not None and job.id not in self._active and not job.archived
+                            and job.calc_status() in (C.JOB_STATUS_QUEUED, C.JOB_STATUS_WAITING)):
+                        self._active[job.id] = threading.current_thread()
+                        return job
+                self._changed.wait()
+
+    def _worker_loop(self) -> None:
+        while True:
+            job = self._next_job()
+            if job is None:
+                return
+            try:
+                self._run_job(job)
+            except Exception:  # a bug must not kill the worker; the job ends in error
+                logging.exception("Internal error while running job %s", job.id)
+                with self.lock:
+                    self._fail_unfinished(job, errors.OpExecError("Internal error, see master log"))
+                    self._job_finished(job)
+            finally:
+                with self.lock:
+                    if self._active.get(job.id) is threading.current_thread():
+                        del self._active[job.id]
+
+    def _run_job(self, job: QueuedJob) -> None:
+        with self.lock:
+            if job.start_timestamp is None:
+                job.start_timestamp = timestamp()
+        for idx, qop in enumerate(job.ops):
+            if qop.status in C.OPS_FINALIZED:
+                continue
+            with self.lock:
+                if job.cancel_requested:
+                    self._cancel_unfinished(job)
+                    break
+                blocked = self._check_dependencies(job, qop)
+                if blocked == "wait":
+                    # Parked: whoever finishes the dependency makes it runnable again.
+                    del self._active[job.id]
+                    return
+                if blocked == "cancel":
+                    self._cancel_unfinished(job)
+                    break
+                if blocked is not None:
+                    self._fail_op(job, idx, errors.OpExecError(blocked))
+                    break
+                qop.status = C.OP_STATUS_WAITING
+                qop.start_timestamp = timestamp()
+                self.update_job(job, fsync=False)
+            if not self._execute(job, idx, qop):
+                break
+        with self.lock:
+            job.end_timestamp = timestamp()
+            self.update_job(job)
+            self._job_finished(job)
+
+    def _execute(self, job: QueuedJob, idx: int, qop: QueuedOpCode) -> bool:
+        callbacks = OpExecCallbacks(self, job, qop)
+        try:
+            result = self._processor(qop.input, callbacks)
+        except CancelJob:
+            with self.lock:
+                self._cancel_unfinished(job)
+            return False
+        except errors.GenericError as err:
+            with self.lock:
+                self._fail_op(job, idx, err)
+            return False
+        except Exception as err:
+            logging.exception("Unexpected error in opcode %s of job %s", qop.input.OP_ID, job.id)
+            with self.lock:
+                self._fail_op(job, idx, errors.OpExecError("%s: %s" % (type(err).__name__, err)))
+            return False
+        with self.lock:
+            qop.status = C.OP_STATUS_SUCCESS
+            qop.result = result
+            qop.end_timestamp = timestamp()
+            self.update_job(job, fsync=False)
+        return True
+
+    def _fail_op(self, job: QueuedJob, idx: int, err: errors.GenericError) -> None:
+        """Opcode ``idx`` failed: it and every later opcode end in error."""
+        assert all(op.status in C.OPS_FINALIZED for op in job.ops[:idx])
+        self._fail_unfinished(job, err)
+
+    def _check_dependencies(self, job: QueuedJob, qop: QueuedOpCode) -> str | None:
+        """None = go on; "wait" = parked until a dependency ends; "cancel"; else error text."""
+        for dep_id, statuses in qop.input.depends or []:
+            dep = self._jobs.get(dep_id)
+            if dep is None:
+                dep = self._load_archived(dep_id)
+                if dep is None:
+                    return "Job %s depends on job %s, which was not found" % (job.id, dep_id)
+            dep_status = dep.calc_status()
+            if dep_status not in C.JOBS_FINALIZED:
+                if qop.status != C.OP_STATUS_WAITING:
+                    qop.status = C.OP_STATUS_WAITING
+                    qop.start_timestamp = qop.start_timestamp or timestamp()
+                    self.update_job(job, fsync=False)
+                self._dep_waiters.setdefault(dep_id, set()).add(job.id)
+                return "wait"
+            if dep_status == C.JOB_STATUS_CANCELED and C.JOB_STATUS_CANCELED not in statuses:
+                return "cancel"
+            if statuses and dep_status not in statuses:
+                return ("Job %s depends on job %s, which ended in status '%s' (needed one of %s)"
+                        % (job.id, dep_id, dep_status, ", ".join(statuses)))
+        return None
+
+    def _job_finished(self, job: QueuedJob) -> None:
+        for waiter_id in self._dep_waiters.pop(job.id, set()):
+            waiter = self._jobs.get(waiter_id)
+            if waiter is not None and not waiter.is_finalized():
+                self._make_runnable(waiter)
+        self._notify(job)
+
+    # ---- queries and control -------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> QueuedJob | None:
+        with self.lock:
+            job = self._jobs.get(job_id)
+        return job if job is not None else self._load_archived(job_id)
+
+    def _load_archived(self, job_id: int) -> QueuedJob | None:
+        try:
+            data = serializer.loads(io.read_file(self._archived_path(job_id)))
+        except (FileNotFoundError, ValueError):
+            return None
+        return QueuedJob.from_dict(data, archived=True)
+
+    def query_jobs(self, job_ids: list[int] | None, fields: list[str],
+                   archived: bool = False) -> list[list | None]:
+        with self.lock:
+            if not job_ids:
+                ids = sorted(self._jobs)
+                if archived:
+                    ids = sorted(set(ids) | set(self._archived_ids()))
+            else:
+                ids = job_ids
+            out = []
+            for job_id in ids:
+                job = self.get_job(job_id)
+                out.append(None if job is None else job.get_info(fields))
+            return out
+
+    def _archived_ids(self) -> list[int]:
+        ids = []
+        for sub in os.listdir(self._archive_dir):
+            for name in os.listdir(os.path.join(self._archive_dir, sub)):
+                if name.startswith("job-"):
+                    ids.append(int(name[4:]))
+        return ids
+
+    def job_change(self, job_id: int, fields: list[str], prev_info: list | None,
+                   prev_serial: int | None) -> dict | None:
+        """The change since (prev_info, prev_serial), or None if there is none yet."""
+        job = self.get_job(job_id)
+        if job is None:
+            raise errors.JobLost("Job %s not found" % job_id)
+        with self.lock:
+            info = job.get_info(fields)
+            logs = job.log_entries_after(prev_serial)
+            if info != prev_info or logs or job.is_finalized():
+                return {"job_info": info, "log_entries": logs}
+        return None
+
+    def wait_for_job_change(self, job_id: int, fields: list[str], prev_info: list | None,
+                            prev_serial: int | None, timeout: float) -> dict | None:
+        """Blocking variant of job_change for threads (the CLI path uses the async one)."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while True:
+                change = self.job_change(job_id, fields, prev_info, prev_serial)
+                remaining = deadline - time.monotonic()
+                if change is not None or remaining <= 0:
+                    return change
+                self._changed.wait(remaining)
+
+    def add_listener(self, job_id: int, callback: Callable[[], None]) -> int:
+        with self.lock:
+            token = next(self._listener_ids)
+            self._listeners.setdefault(job_id, {})[token] = callback
+            return token
+
+    def remove_listener(self, job_id: int, token: int) -> None:
+        with self.lock:
+            listeners = self._listeners.get(job_id)
+            if listeners is not None:
+                listeners.pop(token, None)
+                if not listeners:
+                    del self._listeners[job_id]
+
+    def cancel_job(self, job_id: int) -> list:
+        """``[success, message]`` (spec/rapi.md §7.2)."""
+        with self.lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return [False, "Job %s not found" % job_id]
+            status = job.calc_status()
+            if status == C.JOB_STATUS_QUEUED:
+                job.cancel_requested = True
+                self._cancel_unfinished(job)
+                self._job_finished(job)
+                return [True, "Job %s canceled" % job_id]
+            if status == C.JOB_STATUS_WAITING:
+                job.cancel_requested = True
+                parked = any(job_id in w for w in self._dep_waiters.values())
+                if parked:
+                    for waiters in self._dep_waiters.values():
+                        waiters.discard(job_id)
+                    self._cancel_unfinished(job)
+                    self._job_finished(job)
+                    return [True, "Job %s canceled" % job_id]
+                for op in job.ops:
+                    if op.status not in C.OPS_FINALIZED:
+                        op.status = C.OP_STATUS_CANCELING
+                self.update_job(job)
+                return [True, "Job %s will be canceled" % job_id]
+            return [False, "Job %s is no longer waiting in the queue" % job_id]
+
+    def change_job_priority(self, job_id: int, priority: int) -> list:
+        if priority not in C.OP_PRIO_SUBMIT_VALID:
+            raise errors.OpPrereqError("Invalid priority %r: use 10 (low), 0 (normal) or -10 (high)"
+                                       % (priority,), errors.ECODE_INVAL)
+        with self.lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return [False, "Job %s not found" % job_id]
+            if job.calc_status() not in C.JOBS_PENDING:
+                return [False, "Job %s is not pending (status %s)" % (job_id, job.calc_status())]
+            for op in job.ops:
+                if op.status not in C.OPS_FINALIZED:
+                    op.priority = priority
+            self.update_job(job)
+            if job.calc_status() == C.JOB_STATUS_QUEUED:
+                self._make_runnable(job)
+            return [True, "Priority of job %s changed to %s" % (job_id, priority)]
+
+    def archive_job(self, job_id: int) -> bool:
+        with self.lock:
+            job = self._jobs.get(job_id)
+            if job is None or not job.is_finalized():
+                return False
+            self._archive(job)
+            return True
+
+    def _archive(self, job: QueuedJob) -> None:
+        dest = self._archived_path(job.id)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.rename(self._job_path(job.id), dest)
+        del self._jobs[job.id]
+        job.archived = True
+
+    def auto_archive(self, age: float, timeout: float | None = None) -> tuple[int, int]:
+        """Archive finalized jobs older than ``age`` seconds (< 0: all); (archived, left)."""
+        now = time.time()
+        start = time.monotonic()
+        archived = 0
+        with self.lock:
+            candidates = [j for j in self._jobs.values() if j.is_finalized()]
+            for job in sorted(candidates, key=lambda j: j.id):
+                if timeout is not None and time.monotonic() - start > timeout:
+                    break
+                end = job.end_timestamp[0] if job.end_timestamp else 0
+                if age < 0 or now - end > age:
+                    self._archive(job)
+                    archived += 1
+            left = sum(1 for j in self._jobs.values() if j.is_finalized())
+        return archived, left
+
+    # ---- drain flag ---------------------------------------------------------------------
+
+    def _drain_path(self) -> str:
+        return os.path.join(self._dir, "drain")
+
+    def is_drained(self) -> bool:
+        return os.path.exists(self._drain_path())
+
+    def set_drain_flag(self, drain: bool) -> None:
+        if drain:
+            io.write_file_atomic(self._drain_path(), "")
+        else:
+            io.remove_file(self._drain_path())
+
+    def stop(self) -> None:
+        with self.lock:
+            self._stopping = True
+            self._changed.notify_all()
+
+    def pending_count(self) -> int:
+        with self.lock:
+            return sum(1 for j in self._jobs.values() if not j.is_finalized())

@@ -1,0 +1,108 @@
+"""Client of the master daemon's unix socket (used by gnt-*, corral-rapi, the watcher).
+
+One method per master method (server/masterd.py METHODS); errors raised on the
+master come back as the same Corral error classes.
+"""
+
+from typing import Any
+
+import httpx
+
+from corral import constants, errors, pathutils, serializer
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class Client:
+    def __init__(self, socket_path: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._path = socket_path or pathutils.master_socket()
+        self._timeout = timeout
+        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=self._path),
+                                  base_url="http://masterd", timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def call(self, method: str, timeout: float | None = None, **args: Any) -> Any:
+        try:
+            resp = self._http.post("/" + method, content=serializer.dumps(args),
+                                   headers={"Content-Type": "application/json"},
+                                   timeout=timeout or self._timeout)
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as err:
+            raise errors.NoMasterError("Cannot communicate with the master daemon at %s: %s" %
+                                       (self._path, err)) from None
+        except httpx.TimeoutException:
+            raise errors.ProtocolError("Timeout waiting for the master daemon (%s)" % method) \
+                from None
+        except httpx.HTTPError as err:
+            raise errors.ProtocolError("Error talking to the master daemon: %s" % err) from None
+        try:
+            data = serializer.loads(resp.content)
+        except serializer.JSONDecodeError:
+            raise errors.ProtocolError("Invalid answer from the master daemon (HTTP %d)" %
+                                       resp.status_code) from None
+        if not isinstance(data, dict) or "success" not in data:
+            raise errors.ProtocolError("Invalid answer from the master daemon")
+        if data["success"]:
+            return data.get("result")
+        raise errors.decode_exception(data.get("error"))
+
+    # ---- jobs ----------------------------------------------------------------------
+
+    def submit_job(self, ops: list[dict]) -> int:
+        return self.call("SubmitJob", ops=ops)
+
+    def submit_many_jobs(self, jobs: list[list[dict]]) -> list[list]:
+        return self.call("SubmitManyJobs", jobs=jobs)
+
+    def query_jobs(self, job_ids: list[int] | None, fields: list[str],
+                   archived: bool = False) -> list:
+        return self.call("QueryJobs", job_ids=job_ids or [], fields=fields, archived=archived)
+
+    def wait_for_job_change(self, job_id: int, fields: list[str], prev_job_info: list | None,
+                            prev_log_serial: int | None,
+                            timeout: float = constants.WAIT_FOR_CHANGE_TIMEOUT) -> dict | None:
+        return self.call("WaitForJobChange", timeout=timeout + 10, job_id=job_id, fields=fields,
+                         prev_job_info=prev_job_info, prev_log_serial=prev_log_serial)
+
+    def cancel_job(self, job_id: int) -> list:
+        return self.call("CancelJob", job_id=job_id)
+
+    def change_job_priority(self, job_id: int, priority: int) -> list:
+        return self.call("ChangeJobPriority", job_id=job_id, priority=priority)
+
+    def archive_job(self, job_id: int) -> bool:
+        return self.call("ArchiveJob", job_id=job_id)
+
+    def auto_archive_jobs(self, age: float, timeout: float | None = None) -> list:
+        return self.call("AutoArchiveJobs", age=age, timeout=timeout)
+
+    def set_drain_flag(self, drain: bool) -> bool:
+        return self.call("SetDrainFlag", drain=drain)
+
+    def query_queue_info(self) -> dict:
+        return self.call("QueryQueueInfo")
+
+    # ---- cluster and objects -------------------------------------------------------
+
+    def query_cluster_info(self) -> dict:
+        return self.call("QueryClusterInfo")
+
+    def query_config_values(self, fields: list[str]) -> list:
+        return self.call("QueryConfigValues", fields=fields)
+
+    def query(self, what: str, fields: list[str], names: list[str] | None = None,
+              qfilter: Any = None) -> dict:
+        return self.call("Query", what=what, fields=fields, names=names or [], qfilter=qfilter)
+
+    def query_fields(self, what: str, fields: list[str] | None = None) -> dict:
+        return self.call("QueryFields", what=what, fields=fields)
+
+    def set_watcher_pause(self, until: float | None) -> Any:
+        return self.call("SetWatcherPause", until=until)
