@@ -334,3 +334,492 @@ class OpTestJqueue(OpCode):
         _p("log_messages", list, ht.TListOf(ht.TString), "Messages to log"),
         _p("fail", False, ht.TBool, "Fail the opcode"),
     ]
+
+
+# ---- nodes ---------------------------------------------------------------------------
+
+TNodeEvacMode = ht.TElemOf(["primary-only", "secondary-only", "all"])
+TMigrationMode = ht.TElemOf(["live", "non-live"])
+TStorageType = ht.TElemOf(["lvm-pv", "lvm-vg", "file", "sharedfile", "gluster", "ext", "rbd",
+                           "diskless"])
+
+
+class OpNodeAdd(OpCode):
+    OP_DSC_FIELD = "node_name"
+    OP_PARAMS = [
+        P_NODE_NAME,
+        _p("primary_ip", None, ht.TMaybe(ht.TNonEmptyString), "Primary IP"),
+        _p("secondary_ip", None, ht.TMaybe(ht.TNonEmptyString), "Secondary IP"),
+        _p("readd", False, ht.TBool, "Re-add a node that was in the cluster"),
+        _p("group", None, ht.TMaybe(ht.TNonEmptyString), "Node group"),
+        _p("master_capable", None, ht.TMaybe(ht.TBool), "May become master"),
+        _p("vm_capable", None, ht.TMaybe(ht.TBool), "May host instances"),
+        _p("ndparams", None, ht.TMaybe(ht.TDict), "Node parameters"),
+        _p("node_setup", False, ht.TBool, "Set up the node over SSH"),
+        _p("hv_state", None, ht.TMaybe(ht.TDict), "Hypervisor state"),
+        _p("disk_state", None, ht.TMaybe(ht.TDict), "Disk state"),
+    ]
+
+
+class OpNodeRemove(OpCode):
+    OP_DSC_FIELD = "node_name"
+    OP_PARAMS = [P_NODE_NAME, P_NODE_UUID]
+
+
+class OpNodeSetParams(OpCode):
+    OP_DSC_FIELD = "node_name"
+    OP_PARAMS = [
+        P_NODE_NAME, P_NODE_UUID, P_FORCE,
+        _p("master_candidate", None, ht.TMaybe(ht.TBool), "Master candidate flag"),
+        _p("offline", None, ht.TMaybe(ht.TBool), "Offline flag"),
+        _p("drained", None, ht.TMaybe(ht.TBool), "Drained flag"),
+        _p("auto_promote", False, ht.TBool, "Promote other nodes if needed"),
+        _p("master_capable", None, ht.TMaybe(ht.TBool), "Master capable flag"),
+        _p("vm_capable", None, ht.TMaybe(ht.TBool), "VM capable flag"),
+        _p("secondary_ip", None, ht.TMaybe(ht.TNonEmptyString), "Secondary IP"),
+        _p("ndparams", None, ht.TMaybe(ht.TDict), "Node parameters"),
+        _p("powered", None, ht.TMaybe(ht.TBool), "Powered state"),
+        _p("hv_state", None, ht.TMaybe(ht.TDict), "Hypervisor state"),
+        _p("disk_state", None, ht.TMaybe(ht.TDict), "Disk state"),
+    ]
+
+
+class OpNodePowercycle(OpCode):
+    OP_DSC_FIELD = "node_name"
+    OP_PARAMS = [P_NODE_NAME, P_NODE_UUID, P_FORCE]
+
+
+class OpNodeEvacuate(OpCode):
+    OP_DSC_FIELD = "node_name"
+    OP_PARAMS = [
+        P_NODE_NAME, P_NODE_UUID,
+        _p("mode", REQUIRED, TNodeEvacMode, "Evacuation mode"),
+        _p("remote_node", None, ht.TMaybe(ht.TNonEmptyString), "New secondary node"),
+        _p("remote_node_uuid", None, ht.TMaybe(ht.TNonEmptyString), "New secondary UUID"),
+        _p("iallocator", None, ht.TMaybe(ht.TNonEmptyString), "Instance allocator"),
+        _p("early_release", False, ht.TBool, "Release locks early"),
+        _p("ignore_soft_errors", None, ht.TMaybe(ht.TBool), "Ignore soft allocator errors"),
+    ]
+
+
+class OpNodeMigrate(OpCode):
+    OP_DSC_FIELD = "node_name"
+    OP_PARAMS = [
+        P_NODE_NAME, P_NODE_UUID,
+        _p("mode", None, ht.TMaybe(TMigrationMode), "Migration mode"),
+        _p("live", None, ht.TMaybe(ht.TBool), "Live migration (deprecated)"),
+        _p("target_node", None, ht.TMaybe(ht.TNonEmptyString), "Target node"),
+        _p("target_node_uuid", None, ht.TMaybe(ht.TNonEmptyString), "Target node UUID"),
+        _p("iallocator", None, ht.TMaybe(ht.TNonEmptyString), "Instance allocator"),
+        _p("allow_runtime_changes", True, ht.TBool, "Allow runtime changes (ballooning)"),
+        _p("ignore_ipolicy", False, ht.TBool, "Ignore the instance policy"),
+    ]
+
+
+class OpNodeQueryvols(OpCode):
+    OP_PARAMS = [
+        _p("output_fields", REQUIRED, ht.TListOf(ht.TNonEmptyString), "Fields"),
+        _p("nodes", list, ht.TListOf(ht.TNonEmptyString), "Nodes"),
+    ]
+
+
+class OpNodeQueryStorage(OpCode):
+    OP_PARAMS = [
+        _p("output_fields", REQUIRED, ht.TListOf(ht.TNonEmptyString), "Fields"),
+        _p("storage_type", None, ht.TMaybe(TStorageType), "Storage type"),
+        _p("nodes", list, ht.TListOf(ht.TNonEmptyString), "Nodes"),
+        _p("name", None, ht.TMaybe(ht.TNonEmptyString), "Storage unit name"),
+    ]
+
+
+class OpNodeModifyStorage(OpCode):
+    OP_DSC_FIELD = "node_name"
+    OP_PARAMS = [
+        P_NODE_NAME, P_NODE_UUID,
+        _p("storage_type", REQUIRED, TStorageType, "Storage type"),
+        _p("name", None, ht.TMaybe(ht.TNonEmptyString), "Storage unit name"),
+        _p("changes", REQUIRED, ht.TDict, "Changes ({'allocatable': bool})"),
+    ]
+
+
+class OpRepairNodeStorage(OpCode):
+    OP_DSC_FIELD = "node_name"
+    OP_PARAMS = [
+        P_NODE_NAME, P_NODE_UUID,
+        _p("storage_type", REQUIRED, TStorageType, "Storage type"),
+        _p("name", None, ht.TMaybe(ht.TNonEmptyString), "Storage unit name"),
+        _p("ignore_consistency", False, ht.TBool, "Ignore consistency"),
+    ]
+
+
+# ---- node groups ---------------------------------------------------------------------
+
+TAllocPolicy = ht.TElemOf(constants.VALID_ALLOC_POLICIES)
+_GROUP_PARAMS = [
+    _p("alloc_policy", None, ht.TMaybe(TAllocPolicy), "Allocation policy"),
+    _p("ndparams", None, ht.TMaybe(ht.TDict), "Node parameters"),
+    _p("diskparams", None, ht.TMaybe(TDictOfDicts), "Disk parameters"),
+    _p("ipolicy", None, ht.TMaybe(ht.TDict), "Instance policy"),
+    _p("hv_state", None, ht.TMaybe(ht.TDict), "Hypervisor state"),
+    _p("disk_state", None, ht.TMaybe(ht.TDict), "Disk state"),
+]
+
+
+class OpGroupAdd(OpCode):
+    OP_DSC_FIELD = "group_name"
+    OP_PARAMS = [P_GROUP_NAME] + _GROUP_PARAMS
+
+
+class OpGroupAssignNodes(OpCode):
+    OP_DSC_FIELD = "group_name"
+    OP_PARAMS = [P_GROUP_NAME, P_FORCE,
+                 _p("nodes", REQUIRED, ht.TListOf(ht.TNonEmptyString), "Nodes to assign"),
+                 _p("node_uuids", None, ht.TMaybe(ht.TListOf(ht.TNonEmptyString)), "Node UUIDs")]
+
+
+class OpGroupSetParams(OpCode):
+    OP_DSC_FIELD = "group_name"
+    OP_PARAMS = [P_GROUP_NAME] + _GROUP_PARAMS
+
+
+class OpGroupRemove(OpCode):
+    OP_DSC_FIELD = "group_name"
+    OP_PARAMS = [P_GROUP_NAME]
+
+
+class OpGroupRename(OpCode):
+    OP_DSC_FIELD = "group_name"
+    OP_PARAMS = [P_GROUP_NAME, _p("new_name", REQUIRED, ht.TNonEmptyString, "New name")]
+
+
+class OpGroupEvacuate(OpCode):
+    OP_DSC_FIELD = "group_name"
+    OP_PARAMS = [
+        P_GROUP_NAME,
+        _p("target_groups", None, ht.TMaybe(ht.TListOf(ht.TNonEmptyString)), "Target groups"),
+        _p("iallocator", None, ht.TMaybe(ht.TNonEmptyString), "Instance allocator"),
+        _p("early_release", False, ht.TBool, "Release locks early"),
+        _p("sequential", False, ht.TBool, "Sequential jobs"),
+        _p("force_failover", False, ht.TBool, "Fail over instead of migrating"),
+    ]
+
+
+# ---- instances -----------------------------------------------------------------------
+
+TInstCreateMode = ht.TElemOf(["create", "import", "remote-import"])
+TDiskTemplate = ht.TElemOf(constants.DISK_TEMPLATES)
+TRebootType = ht.TElemOf(["soft", "hard", "full"])
+TReplaceMode = ht.TElemOf(["replace_on_primary", "replace_on_secondary",
+                           "replace_new_secondary", "replace_auto"])
+TDiskSpec = ht.TDictOf(ht.TNonEmptyString, ht.TAny)
+TNicSpec = ht.TDictOf(ht.TNonEmptyString, ht.TAny)
+TModList = ht.TListOf(ht.Check(lambda v: isinstance(v, list) and len(v) in (2, 3),
+                               "a modification [action, identifier, params]"))
+TCompress = ht.TNonEmptyString
+
+
+class OpInstanceCreate(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [
+        P_INSTANCE_NAME,
+        _p("mode", REQUIRED, TInstCreateMode, "Creation mode"),
+        _p("disks", REQUIRED, ht.TListOf(TDiskSpec), "Disks"),
+        _p("nics", REQUIRED, ht.TListOf(TNicSpec), "NICs"),
+        _p("disk_template", None, ht.TMaybe(TDiskTemplate), "Disk template"),
+        _p("os_type", None, ht.TMaybe(ht.TNonEmptyString), "OS (name or name+variant)"),
+        _p("osparams", dict, ht.TDict, "OS parameters"),
+        _p("osparams_private", None, ht.TMaybe(ht.TDict), "Private OS parameters"),
+        _p("osparams_secret", None, ht.TMaybe(ht.TDict), "Secret OS parameters"),
+        _p("pnode", None, ht.TMaybe(ht.TNonEmptyString), "Primary node"),
+        _p("pnode_uuid", None, ht.TMaybe(ht.TNonEmptyString), "Primary node UUID"),
+        _p("snode", None, ht.TMaybe(ht.TNonEmptyString), "Secondary node"),
+        _p("snode_uuid", None, ht.TMaybe(ht.TNonEmptyString), "Secondary node UUID"),
+        _p("iallocator", None, ht.TMaybe(ht.TNonEmptyString), "Instance allocator"),
+        _p("group_name", None, ht.TMaybe(ht.TNonEmptyString), "Node group"),
+        _p("hypervisor", None, ht.TMaybe(ht.TElemOf(constants.HYPER_TYPES)), "Hypervisor"),
+        _p("hvparams", dict, ht.TDict, "Hypervisor parameters"),
+        _p("beparams", dict, ht.TDict, "Backend parameters"),
+        _p("start", True, ht.TBool, "Start after creation"),
+        _p("no_install", None, ht.TMaybe(ht.TBool), "Do not install the OS"),
+        _p("ip_check", True, ht.TBool, "Check the IP is not in use"),
+        _p("name_check", True, ht.TBool, "Check the name resolves"),
+        _p("conflicts_check", True, ht.TBool, "Check for IP conflicts"),
+        _p("wait_for_sync", True, ht.TBool, "Wait for disk sync"),
+        _p("file_storage_dir", None, ht.TMaybe(ht.TNonEmptyString), "File storage directory"),
+        _p("file_driver", None, ht.TMaybe(ht.TElemOf(["loop", "blktap", "blktap2"])),
+           "File driver"),
+        _p("identify_defaults", False, ht.TBool, "Reset parameters equal to defaults"),
+        _p("force_variant", False, ht.TBool, "Accept an unknown OS variant"),
+        _p("ignore_ipolicy", False, ht.TBool, "Ignore the instance policy"),
+        _p("opportunistic_locking", False, ht.TBool, "Lock only free nodes"),
+        _p("src_node", None, ht.TMaybe(ht.TNonEmptyString), "Import source node"),
+        _p("src_node_uuid", None, ht.TMaybe(ht.TNonEmptyString), "Import source node UUID"),
+        _p("src_path", None, ht.TMaybe(ht.TNonEmptyString), "Import source path"),
+        _p("source_handshake", None, ht.TMaybe(ht.TList), "Remote import handshake"),
+        _p("source_x509_ca", None, ht.TMaybe(ht.TString), "Remote import CA"),
+        _p("source_instance_name", None, ht.TMaybe(ht.TString), "Remote source instance"),
+        _p("source_shutdown_timeout", 120, ht.TNonNegativeInt, "Remote source shutdown timeout"),
+        _p("compress", "none", TCompress, "Import compression"),
+        _p("tags", list, ht.TListOf(ht.TString), "Instance tags"),
+        _p("forthcoming", False, ht.TBool, "Only reserve resources"),
+        _p("commit", False, ht.TBool, "Commit a forthcoming instance"),
+        _p("instance_communication", False, ht.TBool, "Instance communication"),
+        _p("helper_startup_timeout", None, ht.TMaybe(ht.TPositiveInt), "Helper startup timeout"),
+        _p("helper_shutdown_timeout", None, ht.TMaybe(ht.TPositiveInt),
+           "Helper shutdown timeout"),
+    ]
+
+
+class OpInstanceMultiAlloc(OpCode):
+    OP_PARAMS = [
+        _p("instances", list, ht.TListOf(ht.TDict), "OP_INSTANCE_CREATE dicts"),
+        _p("iallocator", None, ht.TMaybe(ht.TNonEmptyString), "Instance allocator"),
+        _p("opportunistic_locking", False, ht.TBool, "Lock only free nodes"),
+    ]
+
+
+class OpInstanceReinstall(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [
+        P_INSTANCE_NAME, P_INSTANCE_UUID,
+        _p("os_type", None, ht.TMaybe(ht.TNonEmptyString), "New OS"),
+        _p("force_variant", False, ht.TBool, "Accept an unknown OS variant"),
+        _p("osparams", None, ht.TMaybe(ht.TDict), "OS parameters"),
+        _p("osparams_private", None, ht.TMaybe(ht.TDict), "Private OS parameters"),
+        _p("osparams_secret", None, ht.TMaybe(ht.TDict), "Secret OS parameters"),
+    ]
+
+
+class OpInstanceRemove(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID, P_SHUTDOWN_TIMEOUT,
+                 _p("ignore_failures", False, ht.TBool, "Ignore failures")]
+
+
+class OpInstanceRename(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID,
+                 _p("new_name", REQUIRED, ht.TNonEmptyString, "New name"),
+                 _p("ip_check", True, ht.TBool, "Check the IP is not in use"),
+                 _p("name_check", True, ht.TBool, "Check the name resolves")]
+
+
+class OpInstanceStartup(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID, P_FORCE, P_IGNORE_OFFLINE,
+                 _p("hvparams", dict, ht.TDict, "One-shot hypervisor parameters"),
+                 _p("beparams", dict, ht.TDict, "One-shot backend parameters"),
+                 _p("no_remember", False, ht.TBool, "Do not remember the state change"),
+                 _p("startup_paused", False, ht.TBool, "Start paused"),
+                 P_SHUTDOWN_TIMEOUT]
+
+
+class OpInstanceShutdown(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID, P_FORCE, P_IGNORE_OFFLINE,
+                 _p("timeout", 120, ht.TNonNegativeInt, "Shutdown timeout"),
+                 _p("no_remember", False, ht.TBool, "Do not remember the state change"),
+                 _p("admin_state_source", None, ht.TMaybe(ht.TElemOf(["admin", "user"])),
+                    "Who requested the shutdown")]
+
+
+class OpInstanceReboot(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID,
+                 _p("reboot_type", REQUIRED, TRebootType, "Reboot type"),
+                 _p("ignore_secondaries", False, ht.TBool, "Ignore secondaries"),
+                 P_SHUTDOWN_TIMEOUT]
+
+
+class OpInstanceMove(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID,
+                 _p("target_node", REQUIRED, ht.TNonEmptyString, "Target node"),
+                 _p("target_node_uuid", None, ht.TMaybe(ht.TNonEmptyString), "Target node UUID"),
+                 P_SHUTDOWN_TIMEOUT,
+                 _p("ignore_consistency", False, ht.TBool, "Ignore disk consistency"),
+                 _p("ignore_ipolicy", False, ht.TBool, "Ignore the instance policy"),
+                 _p("compress", "none", TCompress, "Transfer compression")]
+
+
+class OpInstanceConsole(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID]
+
+
+class OpInstanceActivateDisks(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID,
+                 _p("ignore_size", False, ht.TBool, "Ignore recorded sizes"),
+                 _p("wait_for_sync", False, ht.TBool, "Wait for disk sync")]
+
+
+class OpInstanceDeactivateDisks(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID, P_FORCE]
+
+
+class OpInstanceRecreateDisks(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID,
+                 _p("disks", list, ht.TList, "Disk indices or [index, params]"),
+                 _p("nodes", list, ht.TListOf(ht.TNonEmptyString), "New nodes"),
+                 _p("node_uuids", None, ht.TMaybe(ht.TListOf(ht.TNonEmptyString)), "Node UUIDs"),
+                 _p("iallocator", None, ht.TMaybe(ht.TNonEmptyString), "Instance allocator")]
+
+
+class OpInstanceQueryData(OpCode):
+    OP_PARAMS = [_p("instances", list, ht.TListOf(ht.TNonEmptyString), "Instances"),
+                 _p("static", False, ht.TBool, "Only configuration data"),
+                 _p("use_locking", False, ht.TBool, "Use locking")]
+
+
+class OpInstanceSetParams(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [
+        P_INSTANCE_NAME, P_INSTANCE_UUID, P_FORCE,
+        _p("nics", list, TModList, "NIC modifications"),
+        _p("disks", list, TModList, "Disk modifications"),
+        _p("beparams", dict, ht.TDict, "Backend parameters"),
+        _p("runtime_mem", None, ht.TMaybe(ht.TPositiveInt), "Runtime memory (ballooning)"),
+        _p("hvparams", dict, ht.TDict, "Hypervisor parameters"),
+        _p("disk_template", None, ht.TMaybe(TDiskTemplate), "New disk template"),
+        _p("ext_params", dict, ht.TDict, "ExtStorage parameters"),
+        _p("file_driver", None, ht.TMaybe(ht.TElemOf(["loop", "blktap", "blktap2"])),
+           "File driver"),
+        _p("file_storage_dir", None, ht.TMaybe(ht.TNonEmptyString), "File storage directory"),
+        _p("pnode", None, ht.TMaybe(ht.TNonEmptyString), "New primary node"),
+        _p("pnode_uuid", None, ht.TMaybe(ht.TNonEmptyString), "New primary node UUID"),
+        _p("remote_node", None, ht.TMaybe(ht.TNonEmptyString), "Secondary node (conversion)"),
+        _p("remote_node_uuid", None, ht.TMaybe(ht.TNonEmptyString), "Secondary node UUID"),
+        _p("iallocator", None, ht.TMaybe(ht.TNonEmptyString), "Instance allocator"),
+        _p("os_name", None, ht.TMaybe(ht.TNonEmptyString), "New OS"),
+        _p("osparams", None, ht.TMaybe(ht.TDict), "OS parameters"),
+        _p("osparams_private", None, ht.TMaybe(ht.TDict), "Private OS parameters"),
+        _p("force_variant", False, ht.TBool, "Accept an unknown OS variant"),
+        _p("offline", None, ht.TMaybe(ht.TBool), "Mark offline/online"),
+        _p("conflicts_check", True, ht.TBool, "Check for IP conflicts"),
+        _p("hotplug", False, ht.TBool, "Hotplug devices"),
+        _p("hotplug_if_possible", False, ht.TBool, "Hotplug if possible"),
+        _p("instance_communication", None, ht.TMaybe(ht.TBool), "Instance communication"),
+        _p("wait_for_sync", True, ht.TBool, "Wait for disk sync"),
+        _p("ignore_ipolicy", False, ht.TBool, "Ignore the instance policy"),
+    ]
+
+
+class OpInstanceGrowDisk(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID,
+                 _p("disk", REQUIRED, ht.TNonNegativeInt, "Disk index"),
+                 _p("amount", REQUIRED, ht.TNonNegativeInt, "Amount (MiB)"),
+                 _p("absolute", False, ht.TBool, "Amount is the new size"),
+                 _p("wait_for_sync", True, ht.TBool, "Wait for disk sync"),
+                 _p("ignore_ipolicy", False, ht.TBool, "Ignore the instance policy")]
+
+
+class OpInstanceChangeGroup(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID,
+                 _p("target_groups", None, ht.TMaybe(ht.TListOf(ht.TNonEmptyString)),
+                    "Target groups"),
+                 _p("iallocator", None, ht.TMaybe(ht.TNonEmptyString), "Instance allocator"),
+                 _p("early_release", False, ht.TBool, "Release locks early")]
+
+
+class OpInstanceReplaceDisks(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID,
+                 _p("mode", REQUIRED, TReplaceMode, "Replacement mode"),
+                 _p("disks", list, ht.TListOf(ht.TNonNegativeInt), "Disk indices"),
+                 _p("remote_node", None, ht.TMaybe(ht.TNonEmptyString), "New secondary"),
+                 _p("remote_node_uuid", None, ht.TMaybe(ht.TNonEmptyString), "New secondary UUID"),
+                 _p("iallocator", None, ht.TMaybe(ht.TNonEmptyString), "Instance allocator"),
+                 _p("early_release", False, ht.TBool, "Release locks early"),
+                 _p("ignore_ipolicy", False, ht.TBool, "Ignore the instance policy")]
+
+
+class OpInstanceFailover(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID, P_SHUTDOWN_TIMEOUT,
+                 _p("ignore_consistency", False, ht.TBool, "Ignore disk consistency"),
+                 _p("target_node", None, ht.TMaybe(ht.TNonEmptyString), "Target node"),
+                 _p("target_node_uuid", None, ht.TMaybe(ht.TNonEmptyString), "Target node UUID"),
+                 _p("iallocator", None, ht.TMaybe(ht.TNonEmptyString), "Instance allocator"),
+                 _p("cleanup", False, ht.TBool, "Clean up after a failed failover"),
+                 _p("ignore_ipolicy", False, ht.TBool, "Ignore the instance policy")]
+
+
+class OpInstanceMigrate(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID,
+                 _p("mode", None, ht.TMaybe(TMigrationMode), "Migration mode"),
+                 _p("live", None, ht.TMaybe(ht.TBool), "Live migration (deprecated)"),
+                 _p("target_node", None, ht.TMaybe(ht.TNonEmptyString), "Target node"),
+                 _p("target_node_uuid", None, ht.TMaybe(ht.TNonEmptyString), "Target node UUID"),
+                 _p("iallocator", None, ht.TMaybe(ht.TNonEmptyString), "Instance allocator"),
+                 _p("cleanup", False, ht.TBool, "Clean up after a failed migration"),
+                 _p("allow_failover", False, ht.TBool, "Fail over if migration is impossible"),
+                 _p("allow_runtime_changes", True, ht.TBool, "Allow runtime changes"),
+                 _p("ignore_ipolicy", False, ht.TBool, "Ignore the instance policy"),
+                 _p("ignore_hvversions", False, ht.TBool, "Ignore hypervisor versions")]
+
+
+# ---- OS, backup, allocator -------------------------------------------------------------
+
+class OpOsDiagnose(OpCode):
+    OP_PARAMS = [_p("output_fields", REQUIRED, ht.TListOf(ht.TNonEmptyString), "Fields"),
+                 _p("names", list, ht.TListOf(ht.TNonEmptyString), "OS names")]
+
+
+class OpBackupPrepare(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID,
+                 _p("mode", REQUIRED, ht.TElemOf(["local", "remote"]), "Export mode")]
+
+
+class OpBackupExport(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID, P_SHUTDOWN_TIMEOUT,
+                 _p("target_node", REQUIRED, ht.TOr(ht.TNonEmptyString, ht.TList), "Target"),
+                 _p("target_node_uuid", None, ht.TMaybe(ht.TNonEmptyString), "Target UUID"),
+                 _p("mode", "local", ht.TElemOf(["local", "remote"]), "Export mode"),
+                 _p("shutdown", True, ht.TBool, "Shut the instance down first"),
+                 _p("remove_instance", False, ht.TBool, "Remove the instance afterwards"),
+                 _p("ignore_remove_failures", False, ht.TBool, "Ignore removal failures"),
+                 _p("x509_key_name", None, ht.TMaybe(ht.TList), "X509 key name"),
+                 _p("destination_x509_ca", None, ht.TMaybe(ht.TString), "Destination CA"),
+                 _p("compress", "none", TCompress, "Compression"),
+                 _p("zero_free_space", False, ht.TBool, "Zero free space first"),
+                 _p("zeroing_timeout_fixed", None, ht.TMaybe(ht.TNonNegativeInt), "Timeout"),
+                 _p("zeroing_timeout_per_mib", None, ht.TMaybe(ht.TNonNegativeFloat), "Timeout"),
+                 _p("long_sleep", False, ht.TBool, "Long sleep")]
+
+
+class OpBackupRemove(OpCode):
+    OP_DSC_FIELD = "instance_name"
+    OP_PARAMS = [P_INSTANCE_NAME, P_INSTANCE_UUID]
+
+
+class OpTestAllocator(OpCode):
+    OP_DSC_FIELD = "name"
+    OP_PARAMS = [
+        _p("direction", REQUIRED, ht.TElemOf(["in", "out"]), "Direction"),
+        _p("mode", REQUIRED, ht.TElemOf(["allocate", "relocate", "node-evacuate",
+                                         "change-group", "multi-allocate"]), "Request type"),
+        _p("name", REQUIRED, ht.TNonEmptyString, "Instance name"),
+        _p("nics", None, ht.TMaybe(ht.TList), "NICs"),
+        _p("disks", None, ht.TMaybe(ht.TList), "Disks"),
+        _p("hypervisor", None, ht.TMaybe(ht.TNonEmptyString), "Hypervisor"),
+        _p("iallocator", None, ht.TMaybe(ht.TNonEmptyString), "Allocator"),
+        _p("tags", list, ht.TListOf(ht.TString), "Tags"),
+        _p("memory", None, ht.TMaybe(ht.TNonNegativeInt), "Memory"),
+        _p("vcpus", None, ht.TMaybe(ht.TNonNegativeInt), "VCPUs"),
+        _p("os", None, ht.TMaybe(ht.TNonEmptyString), "OS"),
+        _p("disk_template", None, ht.TMaybe(TDiskTemplate), "Disk template"),
+        _p("instances", None, ht.TMaybe(ht.TList), "Instances"),
+        _p("evac_mode", None, ht.TMaybe(TNodeEvacMode), "Evacuation mode"),
+        _p("target_groups", None, ht.TMaybe(ht.TList), "Target groups"),
+        _p("spindle_use", 1, ht.TNonNegativeInt, "Spindle use"),
+        _p("count", 1, ht.TPositiveInt, "Count"),
+        _p("group_name", None, ht.TMaybe(ht.TNonEmptyString), "Group"),
+    ]
