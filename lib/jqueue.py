@@ -83,6 +83,7 @@ class QueuedJob:
         self.archived = False
         self.log_serial = 0
         self.cancel_requested = False
+        self.version = 0
 
     # ---- derived values ----------------------------------------------------------
 
@@ -161,6 +162,7 @@ class QueuedJob:
         job.log_serial = data.get("log_serial", 0)
         job.archived = archived
         job.cancel_requested = False
+        job.version = 0
         return job
 
 
@@ -222,9 +224,16 @@ class JobQueue:
         self._listeners: dict[int, dict[int, Callable[[], None]]] = {}
         self._listener_ids = itertools.count()
         self._last_serial = self._read_serial()
+        self._written_serial = self._last_serial
+        self._dirty: dict[int, tuple[int, str, bool]] = {}
+        self._written: dict[int, int] = {}
+        self._writer_wakeup = threading.Condition(self.lock)
+        self._durable = threading.Condition(self.lock)
         self._workers: list[threading.Thread] = []
         self._wanted_workers = 0
         self._stopping = False
+        self._writer = threading.Thread(target=self._writer_loop, name="jq-writer", daemon=True)
+        self._writer.start()
         with self.lock:
             self._recover()
         self.set_workers(workers)
@@ -239,15 +248,68 @@ class JobQueue:
                             "job-%d" % job_id)
 
     def _read_serial(self) -> int:
+        """The highest job id ever handed out.
+
+        An id is returned only once its job file is durable, and job files are
+        never deleted (archiving moves them), so the highest id on disk is a
+        safe floor; the serial file is kept as a hint for tools.
+        """
         try:
-            return int(io.read_file(os.path.join(self._dir, "serial")).strip() or 0)
-        except FileNotFoundError:
-            return 0
+            hint = int(io.read_file(os.path.join(self._dir, "serial")).strip() or 0)
+        except (FileNotFoundError, ValueError):
+            hint = 0
+        ids = [int(n[4:]) for n in os.listdir(self._dir) if n.startswith("job-")]
+        subdirs = [int(n) for n in os.listdir(self._archive_dir) if n.isdigit()]
+        if subdirs:
+            top = os.path.join(self._archive_dir, str(max(subdirs)))
+            ids += [int(n[4:]) for n in os.listdir(top) if n.startswith("job-")]
+        return max([hint] + ids)
 
     def update_job(self, job: QueuedJob, fsync: bool = True) -> None:
-        """Persist ``job`` and wake everyone waiting for a change of it (lock held)."""
-        io.write_file_atomic(self._job_path(job.id), serializer.dumps(job.to_dict()), fsync=fsync)
+        """Persist ``job`` and wake everyone waiting for a change of it (lock held).
+
+        Writes go through the writer thread, which coalesces them.  A final
+        status (or ``fsync=True``) waits until the file is on disk before the
+        change is announced, releasing the queue lock meanwhile, so nobody ever
+        sees a state a crash could take back.
+        """
+        job.version += 1
+        durable = fsync or job.is_finalized()
+        old = self._dirty.get(job.id)
+        self._dirty[job.id] = (job.version, serializer.dumps(job.to_dict()),
+                               durable or (old is not None and old[2]))
+        self._writer_wakeup.notify()
+        if durable:
+            version = job.version
+            self._durable.wait_for(lambda: self._written.get(job.id, 0) >= version)
         self._notify(job)
+
+    def _writer_loop(self) -> None:
+        """Write dirty jobs (latest version each) and the serial; fsync; report progress."""
+        while True:
+            with self.lock:
+                self._writer_wakeup.wait_for(lambda: self._dirty or self._stopping)
+                if not self._dirty:
+                    return
+                batch, self._dirty = self._dirty, {}
+                serial = self._last_serial
+            synced = {self._job_path(job_id): data
+                      for job_id, (_v, data, durable) in batch.items() if durable}
+            if synced:
+                io.write_files_group_commit(self._dir, synced)
+            for job_id, (_v, data, durable) in batch.items():
+                # Not fsynced: survives a crash of the daemon (page cache), and a
+                # lost "running" after a machine crash still ends as an error.
+                if not durable:
+                    io.write_file_atomic(self._job_path(job_id), data, fsync=False)
+            if serial != self._written_serial:
+                io.write_file_atomic(os.path.join(self._dir, "serial"), "%d\n" % serial,
+                                     fsync=False)
+                self._written_serial = serial
+            with self.lock:
+                for job_id, (version, _data, _durable) in batch.items():
+                    self._written[job_id] = max(self._written.get(job_id, 0), version)
+                self._durable.notify_all()
 
     def _notify(self, job: QueuedJob) -> None:
         self._changed.notify_all()
@@ -322,7 +384,6 @@ class JobQueue:
                 raise errors.JobQueueFull("Job queue is full, needs archiving (%d jobs)" % pending)
             first_id = self._last_serial + 1
             self._last_serial += len(jobs)
-            io.write_file_atomic(os.path.join(self._dir, "serial"), "%d\n" % self._last_serial)
             results: list[list] = []
             created: list[QueuedJob] = []
             for idx, ops in enumerate(jobs):
@@ -333,11 +394,18 @@ class JobQueue:
                     results.append([False, errors.encode_exception(err)])
                     continue
                 self._jobs[job_id] = job
-                self.update_job(job)
+                job.version += 1
+                self._dirty[job_id] = (job.version, serializer.dumps(job.to_dict()), True)
                 created.append(job)
                 results.append([True, job_id])
+            # Durable before any id is returned or any job runs.
+            self._writer_wakeup.notify()
             for job in created:
-                self._make_runnable(job)
+                version = job.version
+                self._durable.wait_for(lambda j=job, v=version: self._written.get(j.id, 0) >= v)
+            for job in created:
+                if not job.is_finalized():
+                    self._make_runnable(job)
             return results
 
     def _build_ops(self, ops: list, job_id: int, earlier: list[list]) -> list[opcodes.OpCode]:
@@ -454,14 +522,17 @@ class JobQueue:
                 if blocked is not None:
                     self._fail_op(job, idx, errors.OpExecError(blocked))
                     break
+                # "waiting" is not persisted: after a crash the opcode is still
+                # "queued" on disk, which is true, since nothing was executed.
                 qop.status = C.OP_STATUS_WAITING
                 qop.start_timestamp = timestamp()
-                self.update_job(job, fsync=False)
+                self._notify(job)
             if not self._execute(job, idx, qop):
                 break
         with self.lock:
-            job.end_timestamp = timestamp()
-            self.update_job(job)
+            if job.end_timestamp is None:
+                job.end_timestamp = timestamp()
+                self.update_job(job)
             self._job_finished(job)
 
     def _execute(self, job: QueuedJob, idx: int, qop: QueuedOpCode) -> bool:
@@ -485,6 +556,8 @@ class JobQueue:
             qop.status = C.OP_STATUS_SUCCESS
             qop.result = result
             qop.end_timestamp = timestamp()
+            if job.is_finalized():
+                job.end_timestamp = qop.end_timestamp
             self.update_job(job, fsync=False)
         return True
 
@@ -656,8 +729,10 @@ class JobQueue:
     def _archive(self, job: QueuedJob) -> None:
         dest = self._archived_path(job.id)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
+        assert job.id not in self._dirty, "archiving job %d with a pending write" % job.id
         os.rename(self._job_path(job.id), dest)
         del self._jobs[job.id]
+        self._written.pop(job.id, None)
         job.archived = True
 
     def auto_archive(self, age: float, timeout: float | None = None) -> tuple[int, int]:
@@ -695,6 +770,7 @@ class JobQueue:
         with self.lock:
             self._stopping = True
             self._changed.notify_all()
+            self._writer_wakeup.notify_all()
 
     def pending_count(self) -> int:
         with self.lock:

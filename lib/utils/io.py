@@ -5,7 +5,7 @@ import tempfile
 
 
 def write_file_atomic(path: str, data: str | bytes, mode: int = 0o644,
-                      fsync: bool = True) -> None:
+                      fsync: bool = True, sync_dir: bool = True) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
 
     Writes a temporary file in the same directory, fsyncs it, renames it over
@@ -30,8 +30,42 @@ def write_file_atomic(path: str, data: str | bytes, mode: int = 0o644,
         except FileNotFoundError:
             pass
         raise
-    if fsync:
+    if fsync and sync_dir:
         fsync_dir(directory)
+
+
+def write_files_group_commit(directory: str, files: dict[str, str | bytes],
+                             mode: int = 0o644) -> None:
+    """Atomically replace several files of one directory with one group commit.
+
+    All contents are written first, then fsynced (after the first fsync the
+    journal commit is usually already done, so the others are cheap), then
+    renamed into place, then the directory is fsynced once.  Each file is
+    replaced atomically; the set as a whole is durable when this returns.
+    """
+    pending = []
+    try:
+        for path, data in files.items():
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
+            pending.append((fd, tmp, path))
+            os.write(fd, data)
+            os.fchmod(fd, mode)
+        for fd, _tmp, _path in pending:
+            os.fsync(fd)
+        for fd, tmp, path in pending:
+            os.close(fd)
+            os.rename(tmp, path)
+        pending = []
+    finally:
+        for fd, tmp, _path in pending:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            remove_file(tmp)
+    fsync_dir(directory)
 
 
 def fsync_dir(directory: str) -> None:
