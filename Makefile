@@ -8,7 +8,8 @@ VPY := $(VENV)/bin/python
 GUEST_CACHE := $(CURDIR)/.cache/guest
 DEB_PACKAGES := qemu-system-x86 qemu-utils busybox-static socat e2fsprogs iproute2 \
 	openssh-server debootstrap ganeti-os-noop python3-ganeti-rapi ganeti-htools \
-	procps psmisc util-linux
+	procps psmisc util-linux lvm2 drbd-utils pkg-config gcc libvirt-dev \
+	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 PYTEST_ARGS ?=
 
 .PHONY: deps deb-packages venv guest-image install demo check check-fast clean

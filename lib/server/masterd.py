@@ -178,11 +178,15 @@ def build_app(ctx: master_context.MasterContext) -> Starlette:
     return Starlette(routes=[Route("/{method}", dispatch, methods=["POST"])])
 
 
+def build_parser():
+    from corral.server import daemon
+    return daemon.make_parser("masterd", "Corral master daemon: owns the cluster"
+                              " configuration and the job queue and runs jobs.", network=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     from corral.server import daemon
-    parser = daemon.make_parser("masterd", "Corral master daemon: owns the cluster"
-                                " configuration and the job queue and runs jobs.", network=False)
-    return daemon.run_daemon("masterd", parser, _prepare, _serve, argv)
+    return daemon.run_daemon("masterd", build_parser(), _prepare, _serve, argv)
 
 
 def _prepare(dctx) -> tuple[master_context.MasterContext, socket.socket]:

@@ -114,10 +114,13 @@ def _serve(ctx: daemon.DaemonContext, state: _State) -> None:
         backend_daemons.set_self_restart_hook(NAME, None)
 
 
+def build_parser():
+    return daemon.make_parser(NAME, "Corral node daemon: runs what the master asks",
+                              default_bind="0.0.0.0")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = daemon.make_parser(NAME, "Corral node daemon: runs what the master asks",
-                                default_bind="0.0.0.0")
-    return daemon.run_daemon(NAME, parser, _prepare, _serve, argv)
+    return daemon.run_daemon(NAME, build_parser(), _prepare, _serve, argv)
 
 
 if __name__ == "__main__":

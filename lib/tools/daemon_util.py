@@ -133,6 +133,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_parser():
+    return _parser()
+
+
 def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     try:
