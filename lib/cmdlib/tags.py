@@ -19,7 +19,7 @@ class _TagsLU(NoHooksLU):
         if kind == constants.TAG_NODE:
             self.needed_locks[locking.LEVEL_NODE] = [expand_node(self.cfg, name).uuid]
         elif kind == constants.TAG_INSTANCE:
-            self.needed_locks[locking.LEVEL_INSTANCE] = [expand_instance(self.cfg, name).uuid]
+            self.needed_locks[locking.LEVEL_INSTANCE] = [expand_instance(self.cfg, name).name]
         elif kind == constants.TAG_NODEGROUP:
             self.needed_locks[locking.LEVEL_NODEGROUP] = [self.cfg.lookup_node_group(name)]
         else:

@@ -12,10 +12,15 @@ from corral import errors
 from corral.hypervisor.base import BaseHypervisor, DiskSpec, InstanceSpec, NicSpec
 from corral.hypervisor.hv_fake import FakeHypervisor
 from corral.hypervisor.kvm import KvmHypervisor
+from corral.hypervisor.libvirt import LibvirtHypervisor
+from corral.hypervisor.xen import XenHvmHypervisor, XenPvmHypervisor
 
 HYPERVISORS: dict[str, type[BaseHypervisor]] = {
     "kvm": KvmHypervisor,
     "fake": FakeHypervisor,
+    "xen-pvm": XenPvmHypervisor,
+    "xen-hvm": XenHvmHypervisor,
+    "libvirt": LibvirtHypervisor,
 }
 
 _cache: dict[str, BaseHypervisor] = {}

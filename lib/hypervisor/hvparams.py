@@ -179,9 +179,103 @@ _FAKE = [
     _enum("migration_mode", "live", MIGRATION_MODES, "default migration mode"),
 ]
 
+
+def _check_xen_boot_order(value: str) -> str | None:
+    if not value or any(c not in "acdn" for c in value):
+        return "boot devices are letters a (floppy), c (disk), d (cdrom), n (network)"
+    return None
+
+
+def _check_libvirt_uri(value: str) -> str | None:
+    if not re.match(r"^[a-z][a-z0-9+.-]*:(//[^\s]*)?$", value):
+        return "expected a libvirt connection URI such as qemu:///system"
+    return None
+
+
+# Xen (spec §5): both flavours share these; HEAD drives Xen through xl only.
+_XEN_COMMON = [
+    _p("migration_port", K_INT, 8002, "TCP port of the xl migration stream on the target",
+       minimum=1, maximum=65535),
+    _enum("reboot_behavior", "reboot", ("reboot", "exit"), "exit = on_reboot=destroy"),
+    _p("cpu_mask", K_STRING, "all", "CPU pinning (xl.cfg cpus=)", check=_check_cpu_mask),
+    _p("cpu_cap", K_INT, 0, "CPU cap in % of one physical CPU (0 = none)", minimum=0,
+       maximum=65535),
+    _p("cpu_weight", K_INT, 256, "credit scheduler weight", minimum=1, maximum=65535),
+    _p("vif_script", K_PATH, "", "vif hotplug script; empty = xl's default (vif-bridge)"),
+    _p("cpuid", K_STRING, "", "xl.cfg cpuid= (libxl string)"),
+    _p("soundhw", K_STRING, "", "emulated sound device (HVM only)"),
+]
+_XEN_PVM = _XEN_COMMON + [
+    _p("kernel_path", K_PATH, "/boot/vmlinuz-3-xenU", "PV kernel (direct boot)"),
+    _p("initrd_path", K_PATH, "", "initrd for the PV kernel"),
+    _p("root_path", K_STRING, "/dev/xvda1", "root= argument; empty = none"),
+    _p("kernel_args", K_STRING, "ro", "extra kernel command line"),
+    _p("use_bootloader", K_BOOL, False, "boot through bootloader_path (pygrub style)"),
+    _p("bootloader_path", K_PATH, "", "bootloader program"),
+    _p("bootloader_args", K_STRING, "", "bootloader arguments (split on whitespace)"),
+    _p("blockdev_prefix", K_STRING, "sd", "guest disk names: <prefix>a, <prefix>b, ..."),
+    _enum("migration_mode", "live", MIGRATION_MODES, "default migration mode"),
+]
+XEN_NIC_TYPES = ("rtl8139", "ne2k_isa", "ne2k_pci", "e1000", "paravirtual")
+_XEN_HVM = _XEN_COMMON + [
+    _p("kernel_path", K_PATH, "/usr/lib/xen/boot/hvmloader",
+       "HVM loader (xl.cfg firmware=); the default is skipped when absent"),
+    _p("boot_order", K_STRING, "cd", "boot devices, letters a/c/d/n",
+       check=_check_xen_boot_order),
+    _p("cdrom_image_path", K_PATH, "", "ISO image for the CD-ROM"),
+    _enum("nic_type", "rtl8139", XEN_NIC_TYPES, "emulated NIC model"),
+    _enum("disk_type", "paravirtual", ("paravirtual", "ioemu"), "disk device kind"),
+    _enum("vif_type", "ioemu", ("ioemu", "vif"), "xl vif type="),
+    _p("vnc_bind_address", K_ADDRESS, "0.0.0.0", "VNC address; empty = no VNC"),
+    _p("vnc_password_file", K_PATH, "", "file holding the VNC password"),
+    _p("acpi", K_BOOL, True, "ACPI"),
+    _p("pae", K_BOOL, True, "PAE"),
+    _p("viridian", K_BOOL, False, "Hyper-V enlightenments for Windows guests"),
+    _p("use_localtime", K_BOOL, False, "guest RTC in local time"),
+    _p("device_model", K_PATH, "/usr/lib/xen/bin/qemu-dm",
+       "device model (xl.cfg device_model_override=); the default is skipped when absent"),
+    _p("pci_pass", K_STRING, "", "PCI devices to pass through, ';' separated BDFs"),
+    _p("blockdev_prefix", K_STRING, "hd", "guest disk names: <prefix>a, <prefix>b, ..."),
+    _enum("migration_mode", "non-live", MIGRATION_MODES, "default migration mode"),
+]
+
+# libvirt (Corral's own; Ganeti has none): a connection URI plus a KVM-like subset.
+_LIBVIRT = [
+    _p("uri", K_STRING, "qemu:///system", "libvirt connection URI (xen:///system, lxc:///...)",
+       check=_check_libvirt_uri),
+    _enum("domain_type", "", ("", "kvm", "qemu", "xen", "lxc", "test"),
+          "<domain type=>; empty = from the URI (qemu: kvm if usable, else qemu/TCG)"),
+    _p("kernel_path", K_PATH, "", "kernel for direct boot; empty = boot per boot_order"),
+    _p("initrd_path", K_PATH, "", "initrd for direct kernel boot"),
+    _p("root_path", K_STRING, "/dev/vda1", "root= argument for direct kernel boot"),
+    _p("kernel_args", K_STRING, "ro", "extra kernel command line for direct boot"),
+    _enum("boot_order", "disk", ("cdrom", "disk", "network"), "boot device without kernel"),
+    _p("cdrom_image_path", K_PATH, "", "ISO image for a CD-ROM"),
+    _enum("disk_type", "paravirtual", ("paravirtual", "ide", "scsi", "sata"), "disk bus"),
+    _enum("nic_type", "paravirtual", ("paravirtual", "e1000", "rtl8139"), "NIC model"),
+    _enum("disk_cache", "default", ("default", "none", "writethrough", "writeback"),
+          "host page cache mode for disks"),
+    _p("serial_console", K_BOOL, True, "serial console on a unix socket with a log file"),
+    _p("serial_speed", K_INT, 38400, "baud rate of the console= argument",
+       check=_check_serial_speed),
+    _p("vnc_bind_address", K_ADDRESS, "", "VNC listen address; empty = no VNC"),
+    _p("machine_type", K_STRING, "", "machine type (os/type machine=); empty = default"),
+    _enum("cpu_mode", "", ("", "host-model", "host-passthrough"), "CPU model mode"),
+    _p("acpi", K_BOOL, True, "ACPI (needed for a clean shutdown)"),
+    _p("use_localtime", K_BOOL, False, "guest RTC in local time"),
+    _enum("reboot_behavior", "reboot", ("reboot", "exit"), "exit = on_reboot destroy"),
+    _enum("migration_mode", "live", MIGRATION_MODES, "default migration mode"),
+    _p("migration_bandwidth", K_INT, 32, "migration bandwidth cap in MiB/s", minimum=1),
+    _enum("migration_transport", "tcp", ("tcp", "tls", "ssh"),
+          "transport of the target libvirt URI (qemu+tcp://<secondary ip>/system)"),
+]
+
 HV_PARAMS: dict[str, dict[str, Param]] = {
     constants.HT_KVM: {p.name: p for p in _KVM},
     constants.HT_FAKE: {p.name: p for p in _FAKE},
+    constants.HT_XEN_PVM: {p.name: p for p in _XEN_PVM},
+    constants.HT_XEN_HVM: {p.name: p for p in _XEN_HVM},
+    constants.HT_LIBVIRT: {p.name: p for p in _LIBVIRT},
 }
 
 # Cluster-level only: rejected in instance and OS hvparams (spec §1).
@@ -326,6 +420,26 @@ def check_hvparams(hv: str, params: dict[str, Any], level: str = "cluster") -> N
                 (bad[0], level), errors.ECODE_INVAL)
     if hv == constants.HT_KVM:
         _check_kvm_rules(params)
+    elif hv == constants.HT_XEN_PVM:
+        _check_xen_pvm_rules(params)
+    elif hv == constants.HT_LIBVIRT and params.get("initrd_path") \
+            and "kernel_path" in params and not params["kernel_path"]:
+        raise errors.OpPrereqError("Parameter 'initrd_path' needs 'kernel_path' "
+                                   "(direct kernel boot)", errors.ECODE_INVAL)
+
+
+def _check_xen_pvm_rules(p: dict[str, Any]) -> None:
+    """A PV guest needs a kernel or a bootloader (checked on filled params)."""
+    def fail(msg: str) -> None:
+        raise errors.OpPrereqError(msg, errors.ECODE_INVAL)
+
+    if "kernel_path" in p and "use_bootloader" in p and not p["kernel_path"] \
+            and not p["use_bootloader"]:
+        fail("A Xen PVM instance needs a kernel: set 'kernel_path' or 'use_bootloader'")
+    if p.get("use_bootloader") and "bootloader_path" in p and not p["bootloader_path"]:
+        fail("Parameter 'use_bootloader' needs 'bootloader_path'")
+    if p.get("initrd_path") and "kernel_path" in p and not p["kernel_path"]:
+        fail("Parameter 'initrd_path' needs 'kernel_path'")
 
 
 def _check_kvm_rules(p: dict[str, Any]) -> None:

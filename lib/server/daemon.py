@@ -145,6 +145,8 @@ class DaemonContext:
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Small request/response exchanges: no Nagle delay on accepted sockets.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 sock.bind((address, port))
                 sock.listen(LISTEN_BACKLOG)

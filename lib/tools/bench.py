@@ -37,6 +37,7 @@ class BenchCluster:
         self.root = root
         self.env = dict(os.environ, CORRAL_ROOT=root, CORRAL_HOSTNAME="localhost",
                         CORRAL_NODED_PORT=str(_free_port()),
+                        CORRAL_RAPI_PORT=str(_free_port()),
                         PATH=BIN_DIR + ":" + os.environ.get("PATH", ""))
 
     def run(self, *argv: str) -> str:

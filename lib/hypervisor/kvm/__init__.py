@@ -9,15 +9,13 @@ start removes its stale files.  Operations on one instance are serialized by
 a per-instance lock, which also keeps QMP (one client at a time) uncontended.
 """
 
-import ipaddress
 import os
 import socket
 import time
 from typing import Any
 
 from corral import errors
-from corral.utils import process
-from corral.hypervisor import base
+from corral.hypervisor import base, common
 from corral.hypervisor import hvparams as hvp
 from corral.hypervisor.kvm import cmdline, netdev, qmp, runtime
 from corral.hypervisor.kvm import params as kp
@@ -91,22 +89,7 @@ class KvmHypervisor(KvmMigrationMixin, base.BaseHypervisor):
 
     @staticmethod
     def _vnc_host(params: dict[str, Any]) -> str | None:
-        """Resolve an interface name in vnc_bind_address to its first IPv4 address."""
-        bind = params.get("vnc_bind_address") or ""
-        if not bind:
-            return None
-        try:
-            ipaddress.ip_address(bind)
-            return bind
-        except ValueError:
-            pass
-        res = process.run_cmd(["ip", "-4", "-o", "addr", "show", "dev", bind])
-        for line in res.stdout.splitlines():
-            fields = line.split()
-            if "inet" in fields:
-                return fields[fields.index("inet") + 1].split("/")[0]
-        raise errors.HypervisorError("vnc_bind_address: interface %s has no IPv4 address" %
-                                     bind)
+        return common.vnc_bind_ip(params)
 
     # --- stop / reboot / cleanup -----------------------------------------
     def stop_instance(self, name: str, force: bool = False, timeout: int = 120) -> None:

@@ -11,33 +11,23 @@ import shutil
 import signal
 import select
 import subprocess
-import threading
 import time
 from typing import Any
 
 from corral import errors, pathutils, serializer
+from corral.hypervisor import common
 from corral.hypervisor.kvm import params as kp
 from corral.utils import io, process
 
 UNIX_PATH_MAX = 107
 SERIAL_LOG_ROTATE_BYTES = 1 << 20
 _facts_cache: dict[tuple[str, float], kp.QemuFacts] = {}
-_locks: dict[str, threading.RLock] = {}
-_locks_guard = threading.Lock()
-
-
-def instance_lock(name: str) -> threading.RLock:
+def instance_lock(name: str):
     """The lock serializing this process's operations (and QMP use) on ``name``."""
-    with _locks_guard:
-        return _locks.setdefault(name, threading.RLock())
+    return common.instance_lock("kvm", name)
 
 
-def check_name(name: str) -> str:
-    """``name`` if safe as a directory name; HypervisorError otherwise."""
-    if not isinstance(name, str) or not name or "/" in name or name.startswith(".") \
-            or name == "log" or "\x00" in name:
-        raise errors.HypervisorError("Invalid instance name %r" % (name,))
-    return name
+check_name = common.check_name
 
 
 def hv_dir() -> str:
