@@ -22,9 +22,13 @@ class GuestConsole:
 
     def wait_for(self, pattern: str, timeout: float) -> re.Match:
         """Wait until ``pattern`` appears in output received from now on."""
+        return self.wait_until(pattern, time.monotonic() + timeout)
+
+    def wait_until(self, pattern: str, deadline: float) -> re.Match:
+        """Like wait_for, with an absolute ``time.monotonic()`` deadline."""
         regex = re.compile(pattern)
         start = len(self.buf)
-        deadline = time.monotonic() + timeout
+        timeout = max(0.0, deadline - time.monotonic())
         while True:
             match = regex.search(self.buf, start)
             if match:

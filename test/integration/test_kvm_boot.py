@@ -6,11 +6,8 @@ its QEMU processes, taps, namespaces and files in a finally/fixture.
 """
 
 import os
-import re
-import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +19,7 @@ from corral.hypervisor import DiskSpec, InstanceSpec, get_hypervisor, hvparams
 from corral.hypervisor.kvm import params as kp
 from corral.hypervisor.kvm import runtime
 from corral.utils import process
+from corral.utils.console import GuestConsole as Serial
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOOT_DEADLINE = 120.0
@@ -76,34 +74,6 @@ def make_spec(name: str, image: tuple[str, str]) -> InstanceSpec:
                         hvparams.fill_beparams({}, {"maxmem": 128}))
 
 
-class Serial:
-    """Event-driven reader/writer of the guest's serial socket."""
-
-    def __init__(self, path: str) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
-        self.buf = ""
-
-    def wait_for(self, pattern: str, deadline: float) -> re.Match:
-        regex = re.compile(pattern)
-        start = len(self.buf)
-        while True:
-            m = regex.search(self.buf, start)
-            if m:
-                return m
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, "no %r on the console; got: %s" % (pattern, self.buf[-2000:])
-            ready, _, _ = select.select([self.sock], [], [], remaining)
-            if ready:
-                data = self.sock.recv(65536)
-                assert data, "console closed; got: %s" % self.buf[-2000:]
-                self.buf += data.decode("utf-8", "replace")
-
-    def send(self, line: str) -> None:
-        self.sock.sendall(line.encode() + b"\n")
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def qemu_pids(name: str) -> list[int]:
@@ -128,12 +98,12 @@ def test_boot_console_and_graceful_stop(guest_image, node_root) -> None:
         assert console["kind"] == "ssh" and console["socket"] == paths.serial
         serial = Serial(console["socket"])
         deadline = time.monotonic() + BOOT_DEADLINE
-        serial.wait_for(r"CORRAL-GUEST-UP", deadline)
-        first = int(serial.wait_for(r"tick (\d+)", deadline).group(1))
-        second = int(serial.wait_for(r"tick (\d+)", deadline).group(1))
+        serial.wait_until(r"CORRAL-GUEST-UP", deadline)
+        first = int(serial.wait_until(r"tick (\d+)", deadline).group(1))
+        second = int(serial.wait_until(r"tick (\d+)", deadline).group(1))
         assert second > first
         serial.send("echo hello > /root/f; md5sum /root/f; sync; echo CMD-DONE-$((6*7))")
-        serial.wait_for(r"CMD-DONE-42", deadline)
+        serial.wait_until(r"CMD-DONE-42", deadline)
         assert "b1946ac92492d2347c6235b4d2611184  /root/f" in serial.buf
         serial.close()
         serial = None

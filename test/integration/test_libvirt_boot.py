@@ -12,11 +12,8 @@ dirs) is removed in fixture finalizers.
 """
 
 import os
-import re
-import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +23,7 @@ import pytest
 
 from corral.hypervisor import DiskSpec, InstanceSpec, NicSpec, get_hypervisor, hvparams
 from corral.utils import process
+from corral.utils.console import GuestConsole as Serial
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -187,31 +185,6 @@ def make_disk(path: str, name: str) -> str:
     return path
 
 
-class Serial:
-    """Event-driven reader of the guest's serial socket."""
-
-    def __init__(self, path: str) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
-        self.buf = ""
-
-    def wait_for(self, pattern: str, deadline: float) -> re.Match:
-        regex = re.compile(pattern)
-        start = len(self.buf)
-        while True:
-            m = regex.search(self.buf, start)
-            if m:
-                return m
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, "no %r on the console; got: %s" % (pattern, self.buf[-2000:])
-            ready, _, _ = select.select([self.sock], [], [], remaining)
-            if ready:
-                data = self.sock.recv(65536)
-                assert data, "console closed; got: %s" % self.buf[-2000:]
-                self.buf += data.decode("utf-8", "replace")
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def boot_spec(name: str, image: tuple[str, str]) -> InstanceSpec:
@@ -239,8 +212,8 @@ def test_boot_ticks_migrate_and_shutdown(guest_image, nodes, monkeypatch) -> Non
     try:
         assert hv.list_instances() == [name]
         assert hv.get_instance_info(name)["state"] == "running"
-        serial.wait_for(r"CORRAL-GUEST-UP", deadline)
-        first = int(serial.wait_for(r"tick (\d+)", deadline).group(1))
+        serial.wait_until(r"CORRAL-GUEST-UP", deadline)
+        first = int(serial.wait_until(r"tick (\d+)", deadline).group(1))
 
         # live migration a -> b, peer to peer over the secondary addresses
         info = hv.migration_info(inst)
@@ -262,7 +235,7 @@ def test_boot_ticks_migrate_and_shutdown(guest_image, nodes, monkeypatch) -> Non
         # the UART may re-send what was in its FIFO at switch-over: wait for a newer tick
         later = first
         while later <= first:
-            later = int(serial.wait_for(r"tick (\d+)", deadline).group(1))
+            later = int(serial.wait_until(r"tick (\d+)", deadline).group(1))
         serial.close()
         serial = None
         hv.stop_instance(name, timeout=90)
