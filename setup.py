@@ -11,7 +11,8 @@ setup(
     python_requires=">=3.11",
     package_dir={"corral": "lib"},
     packages=["corral"] + ["corral." + p for p in (
-        "cmdlib", "rpc", "backend", "hypervisor", "hypervisor.kvm", "storage",
+        "cmdlib", "rpc", "backend", "hypervisor", "hypervisor.kvm", "hypervisor.xen",
+        "hypervisor.libvirt", "storage",
         "rapi", "client", "server", "utils", "tools")],
     scripts=sorted(glob.glob("scripts/gnt-*") + glob.glob("daemons/corral-*")),
     install_requires=[
@@ -23,6 +24,7 @@ setup(
         "pyOpenSSL>=24",
         "paramiko>=3.4",
         "simplejson>=3.19",
+        "libvirt-python>=9.0",
     ],
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5"]},
 )

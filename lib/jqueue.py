@@ -14,6 +14,7 @@ Jobs run on a pool of worker threads (``max_running_jobs``); the opcode
 processor (mcpu) is passed in so the queue knows nothing about logical units.
 """
 
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -205,11 +206,42 @@ class OpExecCallbacks:
         return self._job.id
 
 
+@dataclasses.dataclass
+class ReplicationBatch:
+    """What the writer committed locally in one round, for the master candidates.
+
+    ``files``: job id -> the job file's text (latest version, durable or
+    not); ``serial``: the new serial, or None if unchanged; ``archived``: job
+    ids moved to the archive since the last batch; ``resync``: someone
+    asked for the whole queue to be sent again (``JobQueue.resync``).
+    ``queue`` gives the replicator a consistent view of the whole queue
+    (``snapshot``, ``read_archived``) for a candidate that must catch up.
+    """
+
+    files: dict[int, str]
+    serial: int | None
+    archived: list[int]
+    resync: bool
+    queue: "JobQueue"
+
+
+# Called on the writer thread after each local commit, before the batch counts
+# as durable; it must not raise (failures are its own business) nor hold the
+# queue lock for long.
+Replicator = Callable[[ReplicationBatch], None]
+
+
 class JobQueue:
-    """Owns the queue directory, the in-memory jobs and the worker pool."""
+    """Owns the queue directory, the in-memory jobs and the worker pool.
+
+    ``replicator`` (optional) receives every batch the writer committed
+    locally and returns once the batch is on the master candidates; only then
+    are the batch's jobs durable (ids returned, final states announced).
+    """
 
     def __init__(self, queue_dir: str, processor: Callable[[opcodes.OpCode, OpExecCallbacks], Any],
-                 workers: int = C.DEFAULT_MAX_RUNNING_JOBS) -> None:
+                 workers: int = C.DEFAULT_MAX_RUNNING_JOBS,
+                 replicator: Replicator | None = None) -> None:
         self._dir = queue_dir
         self._archive_dir = os.path.join(queue_dir, "archive")
         os.makedirs(self._archive_dir, exist_ok=True)
@@ -229,6 +261,10 @@ class JobQueue:
         self._written: dict[int, int] = {}
         self._writer_wakeup = threading.Condition(self.lock)
         self._durable = threading.Condition(self.lock)
+        self._replicator = replicator
+        self._to_archive: list[int] = []
+        self._archive_seq = self._archive_done = 0
+        self._resync_seq = self._resync_done = 0
         self._workers: list[threading.Thread] = []
         self._wanted_workers = 0
         self._stopping = False
@@ -284,32 +320,102 @@ class JobQueue:
             self._durable.wait_for(lambda: self._written.get(job.id, 0) >= version)
         self._notify(job)
 
+    def _writer_pending(self) -> bool:
+        return bool(self._dirty or self._to_archive or self._resync_seq != self._resync_done)
+
     def _writer_loop(self) -> None:
-        """Write dirty jobs (latest version each) and the serial; fsync; report progress."""
+        """Write dirty jobs (latest version each) and the serial; fsync; replicate; report.
+
+        A batch counts as written (``_written``, archive and resync sequence
+        numbers) only after the replicator returned, so whoever waits for
+        durability also waits for the master candidates.
+        """
         while True:
             with self.lock:
-                self._writer_wakeup.wait_for(lambda: self._dirty or self._stopping)
-                if not self._dirty:
+                self._writer_wakeup.wait_for(lambda: self._writer_pending() or self._stopping)
+                if not self._writer_pending():
                     return
                 batch, self._dirty = self._dirty, {}
+                archived, self._to_archive = self._to_archive, []
                 serial = self._last_serial
-            synced = {self._job_path(job_id): data
-                      for job_id, (_v, data, durable) in batch.items() if durable}
-            if synced:
-                io.write_files_group_commit(self._dir, synced)
-            for job_id, (_v, data, durable) in batch.items():
-                # Not fsynced: survives a crash of the daemon (page cache), and a
-                # lost "running" after a machine crash still ends as an error.
-                if not durable:
-                    io.write_file_atomic(self._job_path(job_id), data, fsync=False)
-            if serial != self._written_serial:
-                io.write_file_atomic(os.path.join(self._dir, "serial"), "%d\n" % serial,
-                                     fsync=False)
-                self._written_serial = serial
+                archive_seq, resync_seq = self._archive_seq, self._resync_seq
+            new_serial = self._commit_locally(batch, serial)
+            if self._replicator is not None:
+                try:
+                    self._replicator(ReplicationBatch(
+                        files={job_id: data for job_id, (_v, data, _d) in batch.items()},
+                        serial=new_serial, archived=archived,
+                        resync=resync_seq != self._resync_done, queue=self))
+                except Exception:  # the writer must survive a replication bug
+                    logging.exception("Job queue replication failed")
             with self.lock:
                 for job_id, (version, _data, _durable) in batch.items():
                     self._written[job_id] = max(self._written.get(job_id, 0), version)
+                self._archive_done, self._resync_done = archive_seq, resync_seq
                 self._durable.notify_all()
+
+    def _commit_locally(self, batch: dict[int, tuple[int, str, bool]], serial: int) -> int | None:
+        """Write one batch into the queue directory; the serial if it changed, else None."""
+        synced = {self._job_path(job_id): data
+                  for job_id, (_v, data, durable) in batch.items() if durable}
+        if synced:
+            io.write_files_group_commit(self._dir, synced)
+        for job_id, (_v, data, durable) in batch.items():
+            # Not fsynced: survives a crash of the daemon (page cache), and a
+            # lost "running" after a machine crash still ends as an error.
+            if not durable:
+                io.write_file_atomic(self._job_path(job_id), data, fsync=False)
+        if serial == self._written_serial:
+            return None
+        io.write_file_atomic(os.path.join(self._dir, "serial"), "%d\n" % serial, fsync=False)
+        self._written_serial = serial
+        return serial
+
+    # ---- replication support --------------------------------------------------------
+
+    def resync(self) -> None:
+        """Have the replicator send the whole queue to the candidates; returns when done.
+
+        Goes through the writer thread, so it is ordered with every other
+        write (nothing committed locally is left out, nothing arrives out of
+        order).  Must not be called while holding the queue lock.
+        """
+        with self.lock:
+            seq = self._request_resync()
+            self._durable.wait_for(lambda: self._resync_done >= seq or self._stopping)
+
+    def request_resync(self) -> None:
+        """Like ``resync``, without waiting (callable from anywhere)."""
+        with self.lock:
+            self._request_resync()
+
+    def _request_resync(self) -> int:
+        self._resync_seq += 1
+        self._writer_wakeup.notify()
+        return self._resync_seq
+
+    def snapshot(self) -> tuple[dict[int, str], int]:
+        """(job id -> file text of every live job, serial) as on disk, consistently.
+
+        For the replicator (writer thread): the writer writes nothing
+        meanwhile, and the queue lock keeps archiving out.
+        """
+        with self.lock:
+            files = {}
+            for name in os.listdir(self._dir):
+                if name.startswith("job-") and name[4:].isdigit():
+                    try:
+                        files[int(name[4:])] = io.read_file(os.path.join(self._dir, name))
+                    except FileNotFoundError:
+                        continue
+            return files, self._written_serial
+
+    def read_archived(self, job_id: int) -> str | None:
+        """The archived file of ``job_id`` as text, or None."""
+        try:
+            return io.read_file(self._archived_path(job_id))
+        except FileNotFoundError:
+            return None
 
     def _notify(self, job: QueuedJob) -> None:
         self._changed.notify_all()
@@ -640,11 +746,17 @@ class JobQueue:
         if job is None:
             raise errors.JobLost("Job %s not found" % job_id)
         with self.lock:
+            if job.is_finalized() and not self._is_durable(job):
+                return None  # announced once on disk (update_job notifies then)
             info = job.get_info(fields)
             logs = job.log_entries_after(prev_serial)
             if info != prev_info or logs or job.is_finalized():
                 return {"job_info": info, "log_entries": logs}
         return None
+
+    def _is_durable(self, job: QueuedJob) -> bool:
+        """True if the job's latest state is on disk (archived jobs always are)."""
+        return job.archived or self._written.get(job.id, 0) >= job.version
 
     def wait_for_job_change(self, job_id: int, fields: list[str], prev_info: list | None,
                             prev_serial: int | None, timeout: float) -> dict | None:
@@ -723,7 +835,9 @@ class JobQueue:
             job = self._jobs.get(job_id)
             if job is None or not job.is_finalized():
                 return False
+            self._durable.wait_for(lambda: self._is_durable(job))
             self._archive(job)
+            self._wait_archive_replicated()
             return True
 
     def _archive(self, job: QueuedJob) -> None:
@@ -734,6 +848,14 @@ class JobQueue:
         del self._jobs[job.id]
         self._written.pop(job.id, None)
         job.archived = True
+        self._to_archive.append(job.id)  # the writer replicates the move
+
+    def _wait_archive_replicated(self) -> None:
+        """Lock held: wake the writer, wait until the archive moves so far are replicated."""
+        self._archive_seq += 1
+        seq = self._archive_seq
+        self._writer_wakeup.notify()
+        self._durable.wait_for(lambda: self._archive_done >= seq or self._stopping)
 
     def auto_archive(self, age: float, timeout: float | None = None) -> tuple[int, int]:
         """Archive finalized jobs older than ``age`` seconds (< 0: all); (archived, left)."""
@@ -741,7 +863,8 @@ class JobQueue:
         start = time.monotonic()
         archived = 0
         with self.lock:
-            candidates = [j for j in self._jobs.values() if j.is_finalized()]
+            candidates = [j for j in self._jobs.values()
+                          if j.is_finalized() and self._is_durable(j)]
             for job in sorted(candidates, key=lambda j: j.id):
                 if timeout is not None and time.monotonic() - start > timeout:
                     break
@@ -749,6 +872,8 @@ class JobQueue:
                 if age < 0 or now - end > age:
                     self._archive(job)
                     archived += 1
+            if archived:
+                self._wait_archive_replicated()
             left = sum(1 for j in self._jobs.values() if j.is_finalized())
         return archived, left
 

@@ -14,7 +14,7 @@ from corral import errors, hooksmaster, locking, opcodes
 from corral.cmdlib.base import LogicalUnit, ResultWithJobs
 
 # Modules of cmdlib/ holding logical units, imported once to build the table.
-_LU_MODULES = ("cluster", "verify", "test", "tags", "node", "group", "instance", "os")
+_LU_MODULES = ("cluster", "verify", "test", "tags", "node", "group", "masterip", "instance", "os")
 
 # Lock waits in chunks of these lengths (then the last, repeatedly) so that a
 # cancel request or a priority change is seen without a busy loop.

@@ -251,6 +251,14 @@ class OpClusterSetParams(OpCode):
     ]
 
 
+class OpClusterActivateMasterIp(OpCode):
+    pass
+
+
+class OpClusterDeactivateMasterIp(OpCode):
+    pass
+
+
 class OpClusterRename(OpCode):
     OP_DSC_FIELD = "name"
     OP_PARAMS = [_p("name", REQUIRED, ht.THostname, "New cluster name")]
@@ -356,6 +364,8 @@ class OpNodeAdd(OpCode):
         _p("vm_capable", None, ht.TMaybe(ht.TBool), "May host instances"),
         _p("ndparams", None, ht.TMaybe(ht.TDict), "Node parameters"),
         _p("node_setup", False, ht.TBool, "Set up the node over SSH"),
+        _p("ssh_key_check", True, ht.TBool,
+           "Refuse a node whose SSH host key is not in the cluster's known_hosts"),
         _p("hv_state", None, ht.TMaybe(ht.TDict), "Hypervisor state"),
         _p("disk_state", None, ht.TMaybe(ht.TDict), "Disk state"),
     ]

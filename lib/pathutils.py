@@ -107,6 +107,21 @@ def hypervisor_run_dir(hv_name: str) -> str:
     return os.path.join(run_dir(), hv_name + "-hypervisor")
 
 
+def known_hosts_file() -> str:
+    """SSH host keys of the cluster's nodes, kept by the cluster (as Ganeti's known_hosts)."""
+    return os.path.join(data_dir(), "known_hosts")
+
+
+def ssh_root_dir() -> str:
+    """root's ~/.ssh under this root: the key pair used to reach other nodes over SSH."""
+    return _r("root", ".ssh")
+
+
+def ssh_private_keys() -> list[str]:
+    """Candidate private keys of root for node SSH, in order of preference."""
+    return [os.path.join(ssh_root_dir(), name) for name in ("id_ed25519", "id_ecdsa", "id_rsa")]
+
+
 def file_storage_paths_file() -> str:
     """Allowed file-storage directories, one per line (as Ganeti's file-storage-paths)."""
     return os.path.join(conf_dir(), "file-storage-paths")

@@ -11,7 +11,7 @@ only when a requested field needs it.
 from typing import Any, Callable
 
 from corral import constants, errors
-from corral.client import query_fields
+from corral.client import query_fields as field_tables  # query_fields() below shadows it
 
 RS_NORMAL = constants.RS_NORMAL
 RS_UNKNOWN = constants.RS_UNKNOWN
@@ -26,6 +26,14 @@ class _NoData(Exception):
 
 class _Offline(Exception):
     """The item's node is offline (status RS_OFFLINE)."""
+
+
+class _Unavail(Exception):
+    """The value does not exist now, e.g. memory of a stopped instance (RS_UNAVAIL)."""
+
+
+# For getters registered by other modules (register_resource).
+NoData, Offline, Unavail = _NoData, _Offline, _Unavail
 
 
 Getter = Callable[[Any, Any], Any]
@@ -302,6 +310,8 @@ def query(ctx: Any, what: str, fields: list[str], names: list[str],
                 row.append([RS_NODATA, None])
             except _Offline:
                 row.append([RS_OFFLINE, None])
+            except _Unavail:
+                row.append([RS_UNAVAIL, None])
         rows.append(row)
     return {"fields": field_defs(what, fields), "data": rows}
 
@@ -322,7 +332,7 @@ def filter_names(qfilter: Any) -> list[str]:
 def field_defs(what: str, fields: list[str] | None) -> list[dict]:
     out = []
     for name in fields or []:
-        fdef = query_fields.lookup_field(what, name)
+        fdef = field_tables.lookup_field(what, name)
         if fdef is None:
             out.append({"name": name, "title": name, "kind": "unknown",
                         "doc": "Unknown field '%s'" % name})

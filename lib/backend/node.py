@@ -72,7 +72,8 @@ def node_info(hv_names: list[str], storage_units: list) -> dict:
 
     memory_free counts what a new instance could use (MemAvailable);
     memory_dom0 is what the node's own processes use (total - free).
-    ``storage_units`` is accepted for the storage layer; answered with [].
+    ``storage_units`` ([type, name] pairs) are answered in "storage" with their
+    size and free space (storage_size/storage_free, MiB).
     """
     mem = _meminfo()
     total = mem.get("MemTotal", 0) // 1024
@@ -89,8 +90,26 @@ def node_info(hv_names: list[str], storage_units: list) -> dict:
         "memory_free": free,
         "memory_dom0": max(total - free, 0),
         "hv": {name: _hypervisor_info(name) for name in hv_names},
-        "storage": [],
+        "storage": [_storage_unit(unit) for unit in storage_units],
     }
+
+
+def _storage_unit(unit: list) -> dict:
+    """Size and free space (MiB) of one [type, name] storage unit; None values if unknown."""
+    kind, name = (list(unit) + [None, None])[:2]
+    out = {"type": kind, "name": name, "storage_size": None, "storage_free": None}
+    try:
+        from corral import storage
+        rows = storage.list_storage_units(str(kind), [str(name)] if name else [])
+    except errors.GenericError as err:
+        out["error"] = err.args[0] if err.args else str(err)
+        return out
+    for row in rows:
+        if name is None or row.get("name") == name:
+            out["storage_size"] = row.get("size")
+            out["storage_free"] = row.get("free")
+            break
+    return out
 
 
 def get_master_info() -> dict:
@@ -124,7 +143,8 @@ def node_verify(checks: dict) -> dict:
     """Answers to cluster verify's node checks.
 
     Always: version [protocol, release], time, hostname.  With
-    ``checks["hypervisors"]`` (names): "hypervisor" {name: problem or None}.
+    ``checks["hypervisors"]`` (names): "hypervisor" {name: problem or None} and
+    "instances" (names of the instances running under them).
     """
     result: dict[str, Any] = {
         "version": [constants.PROTOCOL_VERSION, constants.RELEASE_VERSION],
@@ -133,4 +153,19 @@ def node_verify(checks: dict) -> dict:
     }
     if checks.get("hypervisors"):
         result["hypervisor"] = _verify_hypervisors(list(checks["hypervisors"]))
+        result["instances"] = _running_instances(list(checks["hypervisors"]), result)
     return result
+
+
+def _running_instances(names: list, result: dict) -> list[str]:
+    """Instances running under the hypervisors; a listing failure becomes a problem."""
+    running: set[str] = set()
+    for name in names:
+        if result["hypervisor"].get(str(name)):
+            continue  # a broken hypervisor already has its problem reported
+        try:
+            running.update(_get_hypervisor(str(name)).list_instances())
+        except errors.GenericError as err:
+            result["hypervisor"][str(name)] = "cannot list instances: %s" % (
+                err.args[0] if err.args else err)
+    return sorted(running)

@@ -221,6 +221,34 @@ def redist_conf(opts: argparse.Namespace, args: list[str]) -> int:
     return 0
 
 
+def master_failover(opts: argparse.Namespace, args: list[str]) -> int:
+    from corral import masterfailover
+    if opts.no_voting and not opts.yes_do_it:
+        if not base.ask_user("This will perform the failover even if most other nodes are down,"
+                             " or if this node is outdated. This is dangerous as it can lead"
+                             " to a non-consistent cluster. Check the gnt-cluster(8) man page"
+                             " before proceeding. Continue?"):
+            return constants.EXIT_FAILURE
+    old = masterfailover.master_failover(no_voting=opts.no_voting,
+                                         feedback=lambda msg: sys.stderr.write(msg + "\n"))
+    print("Master failover done: %s is no longer the master" % old)
+    return constants.EXIT_SUCCESS
+
+
+def activate_master_ip(opts: argparse.Namespace, args: list[str]) -> int:
+    base.submit_or_send([opcodes.OpClusterActivateMasterIp()], opts)
+    return constants.EXIT_SUCCESS
+
+
+def deactivate_master_ip(opts: argparse.Namespace, args: list[str]) -> int:
+    if not opts.yes_do_it and not base.ask_user("This will disable the master IP. All the"
+                                                 " RAPI and LUXI clients using it will stop"
+                                                 " working. Continue?"):
+        return constants.EXIT_FAILURE
+    base.submit_or_send([opcodes.OpClusterDeactivateMasterIp()], opts)
+    return constants.EXIT_SUCCESS
+
+
 def rename(opts: argparse.Namespace, args: list[str]) -> int:
     if not opts.force and not base.ask_user("This will rename the cluster from '%s' to '%s'."
                                             " Continue?" % (_cluster_name(), args[0])):
@@ -358,6 +386,17 @@ COMMANDS = {
         opt("--reserved-lvs", default=None, help="Comma-separated reserved LVs"),
         opt("--enabled-user-shutdown", default=None, help="yes|no"),
     ], "Alters the parameters of the cluster"),
+    "master-failover": Command(master_failover, "", [
+        opt("--no-voting", action="store_true", default=False,
+            help="Skip the vote of the other nodes (needed when most of them are down)"),
+        base.YES_DOIT_OPT,
+    ], "Make this node (a master candidate) the master", aliases=["masterfailover"]),
+    "activate-master-ip": Command(activate_master_ip, "", base.SUBMIT_OPTS,
+                                  "Activate the master IP on the master node"),
+    "deactivate-master-ip": Command(deactivate_master_ip, "", base.SUBMIT_OPTS + [
+        opt("--yes", dest="yes_do_it", action="store_true", default=False,
+            help="Do not ask for confirmation")],
+        "Deactivate the master IP on the master node"),
     "redist-conf": Command(redist_conf, "", base.SUBMIT_OPTS,
                            "Forces a push of the configuration file and ssconf files"),
     "rename": Command(rename, "<new-name>", base.SUBMIT_OPTS + [base.FORCE_OPT],

@@ -3,18 +3,26 @@
 Logical units reach the cluster only through this context (``lu.context``):
 ``cfg`` (ConfigWriter), ``glm`` (LockManager), ``rpc`` (RpcClient to node
 daemons) and ``jqueue``.  It also keeps the lock table and the ssconf files in
-step with the configuration, and replicates each configuration change to the
-master candidates before the change is acknowledged.
+step with the configuration, and replicates each configuration change and
+each job queue batch to the master candidates before the change is
+acknowledged (doc/design-multinode.md, "Replication").
 """
 
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from corral import config, errors, jqueue, locking, mcpu, netutils, pathutils, ssconf
 from corral.rpc.client import RpcClient
 from corral.utils import io
+
+
+# Replication to a node: a healthy node gets this long to take a change; one
+# that failed last time only gets the retry timeout, until it answers again.
+REPLICATION_TIMEOUT = 10.0
+REPLICATION_RETRY_TIMEOUT = 3.0
 
 
 class MasterContext:
@@ -26,6 +34,8 @@ class MasterContext:
         self.cluster_destroyed = False
         self.request_shutdown: Callable[[], None] = lambda: None
         self.replication_failures: dict[str, str] = {}
+        self.queue_replication_failures: dict[str, str] = {}
+        self._queue_targets: list[str] = []
         self._last_ssconf: dict[str, str] | None = None
         self._sync_lock = threading.Lock()
         self._sync_locks()
@@ -33,8 +43,14 @@ class MasterContext:
         self._write_local_ssconf()
         self.processor = mcpu.Processor(self)
         cluster = cfg.get_cluster_info()
+        self._queue_targets = self._other_online_nodes()[0]
+        self._queue_replica = QueueReplication(self)
         self.jqueue = jqueue.JobQueue(pathutils.queue_dir(), self.processor,
-                                      workers or cluster.max_running_jobs)
+                                      workers or cluster.max_running_jobs,
+                                      replicator=self._queue_replica)
+        # Candidates may hold an outdated copy (down during the last master's
+        # time, or its last batches never arrived): send them everything once.
+        self.jqueue.request_resync()
 
     @classmethod
     def load(cls) -> "MasterContext":
@@ -45,7 +61,11 @@ class MasterContext:
         if me != master:
             raise errors.ConfigurationError(
                 "This node (%s) is not the master node (%s); not starting" % (me, master))
-        return cls(cfg)
+        from corral import masterfailover
+        masterfailover.check_master_role_at_start(cfg)
+        ctx = cls(cfg)
+        masterfailover.activate_master_ip(cfg, ctx.rpc, logging.warning)
+        return ctx
 
     # ---- nodes ----------------------------------------------------------------------
 
@@ -100,6 +120,15 @@ class MasterContext:
         old_ssconf = self._last_ssconf
         self._write_local_ssconf()
         self._replicate(text, self._last_ssconf if self._last_ssconf != old_ssconf else None)
+        self._update_queue_targets()
+
+    def _update_queue_targets(self) -> None:
+        """Follow the candidate set; a node that just became a candidate gets the whole queue."""
+        targets = self._other_online_nodes()[0]
+        new = set(targets) - set(self._queue_targets)
+        self._queue_targets = targets
+        if new and getattr(self, "jqueue", None) is not None:
+            self.jqueue.request_resync()
 
     def _other_online_nodes(self) -> tuple[list[str], list[str]]:
         master = self.cfg.get_master_node()
@@ -110,21 +139,47 @@ class MasterContext:
             (candidates if node.master_candidate else others).append(node.name)
         return sorted(candidates), sorted(others)
 
+    def _call_replication(self, procedure: str, nodes: list[str], args: dict,
+                          failed: dict[str, str]) -> None:
+        """One parallel call; nodes that failed last time get the short timeout.
+
+        A node that stopped answering costs one short wait per change, not a
+        long stall (doc/design-multinode.md); its failure is recorded in
+        ``failed``.
+        """
+        known_bad = [n for n in nodes if n in self.replication_failures]
+        healthy = [n for n in nodes if n not in self.replication_failures]
+        calls = [(healthy, REPLICATION_TIMEOUT), (known_bad, REPLICATION_RETRY_TIMEOUT)]
+        calls = [(group, tmo) for group, tmo in calls if group]
+        if len(calls) > 1:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                results = list(pool.map(
+                    lambda c: self.rpc.call(procedure, c[0], args, timeout=c[1]), calls))
+        else:
+            results = [self.rpc.call(procedure, group, args, timeout=tmo)
+                       for group, tmo in calls]
+        for group_results in results:
+            for node, res in group_results.items():
+                if res.failed:
+                    failed.setdefault(node, res.fail_msg or "unknown error")
+
     def _replicate(self, text: str, ssconf_values: dict | None) -> dict[str, str]:
         candidates, others = self._other_online_nodes()
         failed: dict[str, str] = {}
         if candidates:
-            results = self.rpc.call("upload_file", candidates,
-                                    {"name": "config.data", "data": text, "mode": 0o600})
-            for node, res in results.items():
-                if res.failed:
-                    failed[node] = res.fail_msg or "unknown error"
-        targets = candidates + others if ssconf_values is not None else []
+            self._call_replication("upload_file", candidates,
+                                   {"name": "config.data", "data": text, "mode": 0o600}, failed)
+        if ssconf_values is not None:
+            targets = candidates + others
+        else:
+            # Nodes that missed an ssconf change get the current values once they answer.
+            targets = [n for n in candidates + others if n in self.replication_failures]
+            ssconf_values = self.cfg.get_ssconf_values() if targets else None
+        targets = [n for n in targets if n not in failed]
         if targets:
-            results = self.rpc.call("write_ssconf", targets, {"values": ssconf_values})
-            for node, res in results.items():
-                if res.failed:
-                    failed.setdefault(node, res.fail_msg or "unknown error")
+            self._call_replication("write_ssconf", targets, {"values": ssconf_values}, failed)
+        for node in set(self.replication_failures) - set(candidates + others):
+            del self.replication_failures[node]  # removed or offline: nothing to catch up
         for node in candidates + others:
             if node in failed:
                 logging.warning("Configuration replication to %s failed: %s", node, failed[node])
@@ -134,8 +189,31 @@ class MasterContext:
         return failed
 
     def redistribute_config(self) -> dict[str, str]:
-        """Push config (candidates) and ssconf (all) to every online node; failures by node."""
-        return self._replicate(self.cfg.dump_text(), self.cfg.get_ssconf_values())
+        """Push config and the job queue (candidates), ssconf and the RAPI users file (all)
+        to every online node; failures by node."""
+        failed = self._replicate(self.cfg.dump_text(), self.cfg.get_ssconf_values())
+        self._push_rapi_users(failed)
+        self.jqueue.resync()
+        for node, msg in self.queue_replication_failures.items():
+            failed.setdefault(node, "job queue: %s" % msg)
+        return failed
+
+    def _push_rapi_users(self, failed: dict[str, str]) -> None:
+        """The RAPI users file goes to every node, so a new master's RAPI knows the users."""
+        try:
+            text = io.read_file(pathutils.rapi_users_file())
+        except FileNotFoundError:
+            return
+        candidates, others = self._other_online_nodes()
+        targets = [n for n in candidates + others if n not in failed]
+        if targets:
+            self._call_replication("upload_file", targets,
+                                   {"name": "rapi-users", "data": text, "mode": 0o600}, failed)
+
+    @property
+    def queue_targets(self) -> list[str]:
+        """The nodes job queue batches go to: the online master candidates but the master."""
+        return list(self._queue_targets)
 
     # ---- misc ------------------------------------------------------------------------
 

@@ -63,6 +63,24 @@ TOOLS: dict[str, tuple[str, int, str, str]] = {
                   "Commands to exercise the job queue and the node daemons: delay jobs that "
                   "sleep on the master or on nodes, submission of raw opcodes from JSON files, "
                   "and a job queue self-test."),
+    "gnt-node": ("corral.client.gnt_node", 8, "Corral node administration",
+                 "Adds nodes to the cluster (over SSH, copying the cluster certificates and "
+                 "configuration), removes them, lists them with live data, and changes their "
+                 "roles: master candidate, drained, offline, and the master_capable and "
+                 "vm_capable flags. Offline nodes are never contacted by the master."),
+    "gnt-instance": ("corral.client.gnt_instance", 8, "Corral instance administration",
+                     "Creates, starts, stops, reboots, modifies, renames, reinstalls and "
+                     "removes instances (virtual machines), manages their disks, gives "
+                     "access to their consoles, and lists them with the fields Ganeti's "
+                     "gnt-instance offers."),
+    "gnt-os": ("corral.client.gnt_os", 8, "Corral OS definition administration",
+               "Lists and diagnoses the OS definitions found on the nodes (along the OS "
+               "search path), shows their variants, parameters and API versions, and sets "
+               "cluster-wide OS parameters, hypervisor parameters, and hidden or blacklisted "
+               "flags."),
+    "gnt-group": ("corral.client.gnt_group", 8, "Corral node group administration",
+                  "Adds, removes, renames and modifies node groups, assigns nodes to them and "
+                  "lists them."),
 }
 
 DAEMONS: dict[str, tuple[str, str, str]] = {
@@ -83,6 +101,18 @@ DAEMONS: dict[str, tuple[str, str, str]] = {
                            "everywhere; corral-masterd and corral-rapi on the master) and "
                            "checks that they run. Each daemon's extra options can be given in "
                            "the environment variable CORRAL_<NAME>_ARGS."),
+    "corral-rapi": ("corral.server.rapi", "Corral remote API daemon",
+                    "Serves Ganeti's RAPI version 2 over HTTPS (port 5080 by default) on the "
+                    "master node: every request becomes a query or a job through the master "
+                    "daemon. Users and their rights (read, write) are in "
+                    "$CORRAL_ROOT/var/lib/corral/rapi/users, re-read when it changes or on "
+                    "SIGHUP; passwords may be plain or {HA1} hashed."),
+    "corral-prepare-node-join": ("corral.backend.cluster_membership",
+                                 "prepare a machine to join a Corral cluster",
+                                 "Run by the master over SSH during gnt-node add, not by "
+                                 "hand: receives the cluster certificates and configuration on "
+                                 "standard input, installs them under $CORRAL_ROOT and starts "
+                                 "the node daemon."),
 }
 
 

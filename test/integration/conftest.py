@@ -25,6 +25,9 @@ class LocalCluster:
         self.env = dict(os.environ, CORRAL_ROOT=root, CORRAL_HOSTNAME="localhost",
                         CORRAL_NODED_PORT=str(port), PATH=BIN + ":" + os.environ["PATH"])
         self.port = port
+        # corral-rapi starts with the master daemons: give each cluster its own port.
+        self.rapi_port = free_port()
+        self.env["CORRAL_RAPI_PORT"] = str(self.rapi_port)
 
     def run(self, *argv: str, check: bool = True, timeout: float = 120,
             input: str | None = None) -> subprocess.CompletedProcess:

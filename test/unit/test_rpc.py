@@ -331,6 +331,9 @@ def test_node_verify_reports_hypervisor_problems(monkeypatch):
         def verify(self):
             return None if self.name == "fake" else "qemu binary missing"
 
+        def list_instances(self):
+            return []
+
     monkeypatch.setattr(corral.hypervisor, "get_hypervisor", Hv, raising=False)
     data = backend_node.node_verify({"hypervisors": ["fake", "kvm", "xen"]})
     assert data["hypervisor"] == {"fake": None, "kvm": "qemu binary missing",

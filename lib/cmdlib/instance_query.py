@@ -1,0 +1,398 @@
+"""Instance queries: the ``instance`` query resource and OP_INSTANCE_QUERY_DATA.
+
+Live data comes from one ``all_instances_info`` call per node, sent to all
+queried nodes in parallel, and only when a requested field needs it; per
+instance work is then dictionary lookups.  Status values: spec
+hypervisors-storage.md §9 (Ganeti's ``_GetInstStatus``).
+"""
+
+from typing import Any, Callable
+
+from corral import constants, errors, locking, objects, query
+from corral.client import query_fields as qf
+from corral.cmdlib import instance_utils as iu
+from corral.cmdlib.base import NoHooksLU
+
+Getter = Callable[[Any, objects.Instance], Any]
+
+
+class InstanceQueryData:
+    """Everything the getters need, computed once per query."""
+
+    def __init__(self, ctx: Any, instances: list[objects.Instance], want_live: bool,
+                 want_console: bool = False) -> None:
+        self.cfg = ctx.cfg
+        self.rpc = ctx.rpc
+        self.cluster = ctx.cfg.get_cluster_info()
+        self.nodes = ctx.cfg.get_all_nodes()
+        self.groups = ctx.cfg.get_all_node_groups()
+        self.live: dict[str, dict] = {}          # instance name -> info on its primary
+        self.wrongnode: set[str] = set()          # running somewhere else
+        self.bad_nodes: set[str] = set()          # node uuids that did not answer
+        self.offline_nodes = {u for u, n in self.nodes.items() if n.offline}
+        self.consoles: dict[str, Any] = {}
+        self._filled: dict[str, tuple] = {}
+        if want_live:
+            self._fetch_live(instances)
+        if want_console:
+            self._fetch_consoles(instances)
+
+    def _fetch_live(self, instances: list[objects.Instance]) -> None:
+        by_name = {n.name: u for u, n in self.nodes.items()}
+        targets = sorted(n.name for u, n in self.nodes.items()
+                         if not n.offline and n.vm_capable)
+        if not targets:
+            return
+        results = self.rpc.call("all_instances_info", targets,
+                                {"hypervisors": list(self.cluster.enabled_hypervisors)})
+        running_on: dict[str, str] = {}
+        for name, res in results.items():
+            if res.failed or not isinstance(res.data, dict):
+                self.bad_nodes.add(by_name.get(name, name))
+                continue
+            for inst_name, info in res.data.items():
+                running_on.setdefault(inst_name, by_name.get(name, name))
+                if inst_name not in self.live:
+                    self.live[inst_name] = dict(info, node=by_name.get(name, name))
+        for inst in instances:
+            info = self.live.get(inst.name)
+            if info is not None and info["node"] != inst.primary_node:
+                self.wrongnode.add(inst.name)
+                del self.live[inst.name]
+            elif info is None and inst.name in running_on:
+                self.wrongnode.add(inst.name)
+
+    def _fetch_consoles(self, instances: list[objects.Instance]) -> None:
+        from corral.cmdlib.instance_ops import console_info
+        for inst in instances:
+            if inst.name in self.live:
+                try:
+                    self.consoles[inst.name] = console_info(self, inst)
+                except errors.GenericError:
+                    continue
+
+    def filled(self, inst: objects.Instance) -> tuple[dict, dict, dict]:
+        out = self._filled.get(inst.uuid)
+        if out is None:
+            out = iu.instance_params(self.cfg, inst)
+            self._filled[inst.uuid] = out
+        return out
+
+    def node_name(self, uuid: str) -> str:
+        node = self.nodes.get(uuid)
+        return node.name if node is not None else uuid
+
+
+def instance_status(d: InstanceQueryData, inst: objects.Instance) -> str:
+    if inst.primary_node in d.offline_nodes:
+        return constants.INSTST_NODEOFFLINE
+    if inst.primary_node in d.bad_nodes:
+        return constants.INSTST_NODEDOWN
+    live = d.live.get(inst.name)
+    if live is not None:
+        if inst.name in d.wrongnode:
+            return constants.INSTST_WRONGNODE
+        if live.get("state") == "shutdown" and \
+                d.filled(inst)[0].get("user_shutdown"):
+            return constants.INSTST_USERDOWN
+        if inst.admin_state == constants.ADMINST_UP:
+            return constants.INSTST_RUNNING
+        return constants.INSTST_ERRORUP
+    if inst.name in d.wrongnode:
+        return constants.INSTST_WRONGNODE
+    if inst.admin_state == constants.ADMINST_UP:
+        return constants.INSTST_ERRORDOWN
+    if inst.admin_state == constants.ADMINST_DOWN:
+        return constants.INSTST_ADMINDOWN
+    return constants.INSTST_ADMINOFFLINE
+
+
+def _live_value(key: str) -> Getter:
+    def get(d: InstanceQueryData, inst: objects.Instance) -> Any:
+        if inst.primary_node in d.bad_nodes or inst.primary_node in d.offline_nodes:
+            raise query.NoData()
+        info = d.live.get(inst.name)
+        if info is None or info.get(key) is None:
+            raise query.Unavail()
+        return info[key]
+    get.live = True  # type: ignore[attr-defined]
+    return get
+
+
+def _oper_state(d: InstanceQueryData, inst: objects.Instance) -> bool:
+    if inst.primary_node in d.bad_nodes or inst.primary_node in d.offline_nodes:
+        raise query.NoData()
+    return inst.name in d.live
+
+
+def _live(fn: Getter) -> Getter:
+    fn.live = True  # type: ignore[attr-defined]
+    return fn
+
+
+def _console(d: InstanceQueryData, inst: objects.Instance) -> Any:
+    if inst.name not in d.consoles:
+        raise query.Unavail()
+    return d.consoles[inst.name]
+
+
+_console.live = True  # type: ignore[attr-defined]
+_console.console = True  # type: ignore[attr-defined]
+
+
+def _disk_usage(d: InstanceQueryData, inst: objects.Instance) -> int:
+    extra = constants.DRBD_META_SIZE if inst.disk_template == constants.DT_DRBD8 else 0
+    if inst.disk_template in (constants.DT_DISKLESS, constants.DT_BLOCK):
+        return 0
+    return sum(disk.size + extra for disk in inst.disks)
+
+
+def _beparams(d: InstanceQueryData, inst: objects.Instance) -> dict:
+    out = dict(d.filled(inst)[1])
+    out["memory"] = out.get("maxmem")
+    return out
+
+
+def _nic_bridge(d: InstanceQueryData, nic: objects.NIC) -> Any:
+    params = iu.filled_nicparams(d.cluster, nic)
+    return params.get("link") if params.get("mode") == constants.NIC_MODE_BRIDGED else None
+
+
+_NIC_ATTRS: dict[str, Callable[[InstanceQueryData, objects.NIC], Any]] = {
+    "mac": lambda d, n: n.mac,
+    "ip": lambda d, n: n.ip,
+    "mode": lambda d, n: iu.filled_nicparams(d.cluster, n).get("mode"),
+    "link": lambda d, n: iu.filled_nicparams(d.cluster, n).get("link"),
+    "bridge": _nic_bridge,
+    "vlan": lambda d, n: iu.filled_nicparams(d.cluster, n).get("vlan"),
+    "name": lambda d, n: n.name,
+    "uuid": lambda d, n: n.uuid,
+    "network": lambda d, n: n.network,
+    "network.name": lambda d, n: None,
+}
+_DISK_ATTRS: dict[str, Callable[[objects.Disk], Any]] = {
+    "size": lambda disk: disk.size,
+    "spindles": lambda disk: disk.spindles,
+    "name": lambda disk: disk.name,
+    "uuid": lambda disk: disk.uuid,
+}
+
+
+def _nic_list(attr: str) -> Getter:
+    fn = _NIC_ATTRS[attr]
+    return lambda d, inst: [fn(d, n) for n in inst.nics]
+
+
+def _disk_list(attr: str) -> Getter:
+    fn = _DISK_ATTRS[attr]
+    return lambda d, inst: [fn(disk) for disk in inst.disks]
+
+
+def _group(d: InstanceQueryData, uuid: str, attr: str) -> Any:
+    node = d.nodes.get(uuid)
+    group = d.groups.get(node.group) if node is not None else None
+    if group is None:
+        raise query.NoData()
+    return getattr(group, attr)
+
+
+INSTANCE_GETTERS: dict[str, Any] = {
+    "name": lambda d, i: i.name,
+    "hypervisor": lambda d, i: i.hypervisor,
+    "os": lambda d, i: i.os,
+    "pnode": lambda d, i: d.node_name(i.primary_node),
+    "pnode.group": lambda d, i: _group(d, i.primary_node, "name"),
+    "pnode.group.uuid": lambda d, i: _group(d, i.primary_node, "uuid"),
+    "snodes": lambda d, i: [d.node_name(n) for n in i.secondary_nodes],
+    "snodes.group": lambda d, i: [_group(d, n, "name") for n in i.secondary_nodes],
+    "snodes.group.uuid": lambda d, i: [_group(d, n, "uuid") for n in i.secondary_nodes],
+    "admin_state": lambda d, i: i.admin_state,
+    "admin_state_source": lambda d, i: i.admin_state_source,
+    "admin_up": lambda d, i: i.admin_state == constants.ADMINST_UP,
+    "disks_active": lambda d, i: i.disks_active,
+    "status": _live(instance_status),
+    "oper_state": _live(_oper_state),
+    "oper_ram": _live_value("memory"),
+    "oper_vcpus": _live_value("vcpus"),
+    "network_port": lambda d, i: i.network_port,
+    "disk_template": lambda d, i: i.disk_template,
+    "disk_usage": _disk_usage,
+    "disk.count": lambda d, i: len(i.disks),
+    "disk.sizes": _disk_list("size"),
+    "disk.spindles": _disk_list("spindles"),
+    "disk.names": _disk_list("name"),
+    "disk.uuids": _disk_list("uuid"),
+    "nic.count": lambda d, i: len(i.nics),
+    "nic.macs": _nic_list("mac"),
+    "nic.ips": _nic_list("ip"),
+    "nic.modes": _nic_list("mode"),
+    "nic.links": _nic_list("link"),
+    "nic.bridges": _nic_list("bridge"),
+    "nic.vlans": _nic_list("vlan"),
+    "nic.names": _nic_list("name"),
+    "nic.uuids": _nic_list("uuid"),
+    "nic.networks": _nic_list("network"),
+    "nic.networks.names": _nic_list("network.name"),
+    "hvparams": lambda d, i: dict(d.filled(i)[0]),
+    "beparams": _beparams,
+    "osparams": lambda d, i: dict(d.filled(i)[2]),
+    "custom_hvparams": lambda d, i: dict(i.hvparams),
+    "custom_beparams": lambda d, i: dict(i.beparams),
+    "custom_osparams": lambda d, i: dict(i.osparams),
+    "custom_nicparams": lambda d, i: [dict(n.nicparams) for n in i.nics],
+    "console": _console,
+    "forthcoming": lambda d, i: i.forthcoming,
+    "ctime": lambda d, i: i.ctime,
+    "mtime": lambda d, i: i.mtime,
+    "uuid": lambda d, i: i.uuid,
+    "serial_no": lambda d, i: i.serial_no,
+    "tags": lambda d, i: list(i.tags),
+}
+
+
+def _indexed_getter(kind: str, attr: str, index: int) -> Getter | None:
+    if kind == "disk" and attr in _DISK_ATTRS:
+        fn = _DISK_ATTRS[attr]
+
+        def get_disk(d: InstanceQueryData, inst: objects.Instance) -> Any:
+            if index >= len(inst.disks):
+                raise query.Unavail()
+            return fn(inst.disks[index])
+        return get_disk
+    if kind == "nic" and attr in _NIC_ATTRS:
+        nfn = _NIC_ATTRS[attr]
+
+        def get_nic(d: InstanceQueryData, inst: objects.Instance) -> Any:
+            if index >= len(inst.nics):
+                raise query.Unavail()
+            return nfn(d, inst.nics[index])
+        return get_nic
+    return None
+
+
+def _param_getter(prefix: str, param: str) -> Getter | None:
+    if prefix == "be":
+        def get_be(d: InstanceQueryData, inst: objects.Instance) -> Any:
+            values = _beparams(d, inst)
+            if param not in values:
+                raise query.Unavail()
+            return values[param]
+        return get_be
+    if prefix == "hv":
+        def get_hv(d: InstanceQueryData, inst: objects.Instance) -> Any:
+            values = d.filled(inst)[0]
+            if param not in values:
+                raise query.Unavail()
+            return values[param]
+        return get_hv
+    return None
+
+
+def dynamic_getter(name: str) -> Getter | None:
+    """Getters for parametrised field names (disk.size/0, be/vcpus, aliases)."""
+    target = qf.resolve_alias(qf.RESOURCE_INSTANCE, name)
+    if target in INSTANCE_GETTERS:
+        return INSTANCE_GETTERS[target]
+    if qf.lookup_field(qf.RESOURCE_INSTANCE, target) is None:
+        return None
+    if "/" not in target:
+        return None
+    head, _, index = target.partition("/")
+    if head in ("be", "hv"):
+        return _param_getter(head, index)
+    kind, _, attr = head.partition(".")
+    if index.isdigit():
+        return _indexed_getter(kind, attr, int(index))
+    return None
+
+
+INSTANCE_GETTERS["__dynamic__"] = dynamic_getter
+
+
+def select_instances(cfg, names: list[str]) -> list[objects.Instance]:
+    """The named instances (short names expand), or all sorted by name."""
+    if not names:
+        return sorted(cfg.get_all_instances().values(), key=lambda i: i.name)
+    out = []
+    for name in names:
+        inst = cfg.expand_instance_name(name)
+        if inst is None:
+            raise errors.OpPrereqError("Instance '%s' not known" % name, errors.ECODE_NOENT)
+        out.append(inst)
+    return out
+
+
+def prepare_instances(ctx: Any, names: list[str], getters: list[Getter]):
+    instances = select_instances(ctx.cfg, names)
+    want_live = any(getattr(g, "live", False) for g in getters)
+    want_console = any(getattr(g, "console", False) for g in getters)
+    return InstanceQueryData(ctx, instances, want_live, want_console), instances
+
+
+query.register_resource("instance", INSTANCE_GETTERS, prepare_instances)
+
+
+# ---- OP_INSTANCE_QUERY_DATA --------------------------------------------------------------
+
+def _disk_data(d: InstanceQueryData, inst: objects.Instance, disk: objects.Disk,
+               live: bool) -> dict[str, Any]:
+    node = d.node_name(inst.primary_node)
+    return {"iv_name": disk.iv_name, "dev_type": disk.dev_type, "logical_id": disk.logical_id,
+            "physical_id": None, "pstatus": ({"dev_path": _disk_path(disk), "node": node}
+                                             if live else None),
+            "sstatus": None, "children": [], "mode": disk.mode, "size": disk.size,
+            "spindles": disk.spindles, "name": disk.name, "uuid": disk.uuid}
+
+
+def _disk_path(disk: objects.Disk) -> str | None:
+    if disk.dev_type in (constants.DT_FILE, constants.DT_SHARED_FILE, constants.DT_BLOCK):
+        return disk.logical_id[1]
+    if disk.dev_type == constants.DT_PLAIN:
+        return "/dev/%s/%s" % tuple(disk.logical_id)
+    return None
+
+
+def query_data(d: InstanceQueryData, inst: objects.Instance, static: bool) -> dict[str, Any]:
+    """One instance's entry of OP_INSTANCE_QUERY_DATA (spec/rapi.md §9.8)."""
+    hv, be, osp = d.filled(inst)
+    pnode = d.nodes.get(inst.primary_node)
+    group = d.groups.get(pnode.group) if pnode is not None else None
+    live = d.live.get(inst.name)
+    run_state = None
+    if not static:
+        run_state = "up" if live is not None else "down"
+    return {
+        "name": inst.name, "config_state": inst.admin_state, "run_state": run_state,
+        "pnode": d.node_name(inst.primary_node),
+        "pnode_group_uuid": group.uuid if group else None,
+        "pnode_group_name": group.name if group else None,
+        "snodes": [d.node_name(n) for n in inst.secondary_nodes],
+        "snodes_group_uuids": [_group(d, n, "uuid") for n in inst.secondary_nodes],
+        "snodes_group_names": [_group(d, n, "name") for n in inst.secondary_nodes],
+        "os": inst.os,
+        "nics": [[n.name, n.uuid, n.ip, n.mac, iu.filled_nicparams(d.cluster, n), n.network,
+                  None] for n in inst.nics],
+        "disk_template": inst.disk_template,
+        "disks": [_disk_data(d, inst, disk, not static) for disk in inst.disks],
+        "hypervisor": inst.hypervisor, "network_port": inst.network_port,
+        "hv_instance": dict(inst.hvparams), "hv_actual": hv,
+        "be_instance": dict(inst.beparams), "be_actual": be,
+        "os_instance": dict(inst.osparams), "os_actual": osp,
+        "serial_no": inst.serial_no, "mtime": inst.mtime, "ctime": inst.ctime,
+        "uuid": inst.uuid,
+    }
+
+
+class LUInstanceQueryData(NoHooksLU):
+    """Configuration (and, unless ``static``, runtime) data of instances."""
+
+    def expand_names(self) -> None:
+        self.wanted = select_instances(self.cfg, self.op.instances)
+        if self.op.use_locking:
+            self.needed_locks[locking.LEVEL_INSTANCE] = (
+                [i.name for i in self.wanted] if self.op.instances else locking.ALL_SET)
+            self.share_locks[locking.LEVEL_INSTANCE] = True
+
+    def exec(self, feedback_fn: Callable[[str], None]) -> dict[str, dict]:
+        data = InstanceQueryData(self.context, self.wanted, not self.op.static)
+        return {inst.name: query_data(data, inst, self.op.static) for inst in self.wanted}

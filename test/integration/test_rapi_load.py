@@ -1,0 +1,102 @@
+"""corral-rapi under load: 20 clients, mixed reads and job submissions, bounded time."""
+
+import os
+import threading
+import time
+
+import pytest
+
+from corral import luxi
+
+from rapi_helpers import rapi  # noqa: F401  (fixture)
+
+CLIENTS = 20
+DURATION = 30.0
+
+
+def _tcp_inodes() -> set[str]:
+    inodes = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(name) as fh:
+            inodes.update(line.split()[9] for line in list(fh)[1:])
+    return inodes
+
+
+def _proc_stats(pid: int) -> dict:
+    """Threads, RSS, fds, and TCP sockets (the listener + client connections)."""
+    with open("/proc/%d/status" % pid) as fh:
+        status = dict(line.split(":", 1) for line in fh if ":" in line)
+    links = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            links.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except FileNotFoundError:
+            pass
+    tcp = _tcp_inodes()
+    tcp_fds = sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in tcp)
+    return {"threads": int(status["Threads"]), "rss_kb": int(status["VmRSS"].split()[0]),
+            "fds": len(links), "tcp": tcp_fds}
+
+
+def _settled(pid: int, baseline: dict, deadline: float) -> dict:
+    """Stats once client connections are closed (TCP fds back to the baseline), or at the
+    deadline; the connection pool to masterd may keep up to luxi.ASYNC_KEEPALIVE."""
+    while True:
+        stats = _proc_stats(pid)
+        if stats["tcp"] <= baseline["tcp"] or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.2)
+
+
+def _worker(rapi, idx: int, stop: float, counts: dict, failures: list) -> None:
+    reads = ["/2/info", "/2/instances?bulk=1", "/2/nodes?bulk=1", "/2/groups", "/2/jobs",
+             "/version", "/2/features"]
+    n = 0
+    with rapi.http("rw") as c:
+        while time.monotonic() < stop:
+            n += 1
+            try:
+                if n % 4 == 0:
+                    resp = c.put("/2/tags?tag=load%d&dry-run=1" % idx)
+                    ok = resp.status_code == 200 and isinstance(resp.json(), int)
+                    kind = "submit"
+                else:
+                    resp = c.get(reads[(n + idx) % len(reads)])
+                    ok = resp.status_code == 200
+                    kind = "read"
+                if not ok:
+                    failures.append((resp.request.url.path, resp.status_code, resp.text[:200]))
+                counts[kind] = counts.get(kind, 0) + 1
+            except Exception as err:  # a transport error is a failure too
+                failures.append(("exception", repr(err)))
+
+
+@pytest.mark.slow
+def test_twenty_clients_no_errors_no_leaks(rapi):
+    pid = rapi.rapi_pid()
+    with rapi.http() as c:  # warm up: imports, masterd connection pool
+        for path in ("/2/info", "/2/instances?bulk=1", "/2/nodes?bulk=1", "/2/jobs"):
+            assert c.get(path).status_code == 200
+        assert c.put("/2/tags?tag=warm&dry-run=1").status_code == 200
+    before = _proc_stats(pid)
+    counts: dict = {}
+    failures: list = []
+    stop = time.monotonic() + DURATION
+    threads = [threading.Thread(target=_worker, args=(rapi, i, stop, counts, failures))
+               for i in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DURATION + 120)
+    assert not any(t.is_alive() for t in threads)
+    assert not failures, failures[:5]
+    assert counts.get("read", 0) > CLIENTS and counts.get("submit", 0) > CLIENTS, counts
+    after = _settled(pid, before, time.monotonic() + 30)
+    assert rapi.rapi_pid() == pid
+    print("requests:", counts, "before:", before, "after:", after)
+    assert after["tcp"] <= before["tcp"], (before, after)  # every client connection closed
+    assert after["fds"] <= before["fds"] + luxi.ASYNC_KEEPALIVE, (before, after)
+    assert after["threads"] <= before["threads"], (before, after)
+    assert after["rss_kb"] - before["rss_kb"] < 30 * 1024, (before, after)
+    with rapi.http(None) as c:
+        assert c.get("/version").json() == 2
