@@ -13,7 +13,7 @@ setup(
     packages=["corral"] + ["corral." + p for p in (
         "cmdlib", "rpc", "backend", "hypervisor", "hypervisor.kvm", "hypervisor.xen",
         "hypervisor.libvirt", "storage",
-        "rapi", "client", "server", "utils", "tools")],
+        "rapi", "client", "server", "utils", "tools", "allocator")],
     scripts=sorted(glob.glob("scripts/gnt-*") + glob.glob("daemons/corral-*")),
     install_requires=[
         "httpx>=0.27",
@@ -23,7 +23,6 @@ setup(
         "cryptography>=42",
         "pyOpenSSL>=24",
         "paramiko>=3.4",
-        "simplejson>=3.19",
         "libvirt-python>=9.0",
     ],
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5"]},

@@ -63,6 +63,9 @@ class ConfigWriter:
         self._ips = TemporaryReservationManager()
         self._ports = TemporaryReservationManager()
         self._minors = TemporaryReservationManager()
+        self._names = TemporaryReservationManager()
+        self._memory: dict[object, list[tuple[str, int]]] = {}
+        self._inst_json: dict[str, str] = {}
         if data is None:
             data = self._load(path)
         self._data = data
@@ -104,16 +107,39 @@ class ConfigWriter:
             self._listeners.append(listener)
 
     def _write(self) -> None:
-        text = serializer.dumps(self._data.to_dict())
+        text = self._serialize()
         io.write_file_atomic(self._path, text, mode=0o600)
         for listener in self._listeners:
             listener(text, self._data.serial_no)
+
+    def _serialize(self) -> str:
+        """The config as JSON, reusing the text of instances that did not change.
+
+        Instances are most of a large config; each one's JSON is kept until a
+        commit names it as changed (update, rename) or it is removed, so a write
+        costs one string join instead of re-encoding every instance.
+        """
+        d = self._data
+        dumps = serializer.dumps
+        inst_parts = []
+        for uuid, inst in d.instances.items():
+            text = self._inst_json.get(uuid)
+            if text is None:
+                text = self._inst_json[uuid] = dumps(inst.to_dict())
+            inst_parts.append("%s:%s" % (dumps(uuid), text))
+        head = {"version": d.version, "cluster": d.cluster.to_dict(),
+                "nodes": {k: v.to_dict() for k, v in d.nodes.items()},
+                "nodegroups": {k: v.to_dict() for k, v in d.nodegroups.items()},
+                "networks": d.networks, "serial_no": d.serial_no, "ctime": d.ctime,
+                "mtime": d.mtime}
+        return dumps(head)[:-1] + ',"instances":{' + ",".join(inst_parts) + "}}"
 
     def _commit(self, *changed: objects.ConfigObject) -> None:
         now = time.time()
         for obj in changed:
             obj.serial_no = getattr(obj, "serial_no", 0) + 1
             obj.mtime = now
+            self._inst_json.pop(getattr(obj, "uuid", None), None)
         self._data.serial_no += 1
         self._data.mtime = now
         self._write()
@@ -125,7 +151,7 @@ class ConfigWriter:
 
     def dump_text(self) -> str:
         with self._lock:
-            return serializer.dumps(self._data.to_dict())
+            return self._serialize()
 
     @property
     def serial_no(self) -> int:
@@ -292,12 +318,15 @@ class ConfigWriter:
             self._data.instances[inst.uuid] = inst
             self._rebuild_indexes()
             if ec_id is not None:
-                self.release_reservations(ec_id)
+                # Now in the config itself; memory stays claimed until the job ends.
+                for mgr in (self._macs, self._ips, self._names):
+                    mgr.release(ec_id)
             self._commit()
 
     def remove_instance(self, inst_uuid: str) -> None:
         with self._lock:
             del self._data.instances[inst_uuid]
+            self._inst_json.pop(inst_uuid, None)
             self._rebuild_indexes()
             self._commit()
 
@@ -315,8 +344,44 @@ class ConfigWriter:
 
     def release_reservations(self, ec_id: object) -> None:
         with self._lock:
-            for mgr in (self._macs, self._ips, self._ports, self._minors):
+            for mgr in (self._macs, self._ips, self._ports, self._minors, self._names):
                 mgr.release(ec_id)
+            self._memory.pop(ec_id, None)
+
+    def reserve_instance_name(self, ec_id: object, name: str) -> None:
+        """Claim a new instance name for a job (create, rename) until the job ends.
+
+        OpPrereqError(ECODE_EXISTS) if an instance has it or another job claimed it.
+        """
+        with self._lock:
+            if name in self._inst_by_name:
+                raise errors.OpPrereqError("Instance '%s' is already in the cluster" % name,
+                                           errors.ECODE_EXISTS)
+            if name in self._names.reserved():
+                raise errors.OpPrereqError("Instance '%s' is being created or renamed by"
+                                           " another job" % name, errors.ECODE_EXISTS)
+            self._names.reserve(ec_id, name)
+
+    def reserve_node_memory(self, ec_id: object, node_uuid: str, mib: int, free_mib: int,
+                            node_name: str, reason: str) -> None:
+        """Account ``mib`` MiB of ``node_uuid`` to a job until it ends.
+
+        ``free_mib`` is what the node reported; memory other running jobs have
+        claimed on the node is subtracted, so concurrent instance starts cannot
+        overcommit a node without serializing on its node-res lock.  Raises
+        OpPrereqError(ECODE_NORES) if it does not fit.
+        """
+        with self._lock:
+            claimed = sum(m for ec, claims in self._memory.items() if ec != ec_id
+                          for node, m in claims if node == node_uuid)
+            available = free_mib - claimed
+            if mib > available:
+                extra = " (%d MiB claimed by other running jobs)" % claimed if claimed else ""
+                raise errors.OpPrereqError("Not enough memory on node %s for %s: needed %s MiB,"
+                                           " available %s MiB%s" % (node_name, reason, mib,
+                                                                    max(available, 0), extra),
+                                           errors.ECODE_NORES)
+            self._memory.setdefault(ec_id, []).append((node_uuid, mib))
 
     def generate_mac(self, ec_id: object, prefix: str | None = None) -> str:
         """A MAC with the cluster prefix used by no NIC and reserved by no job."""

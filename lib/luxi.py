@@ -2,11 +2,16 @@
 
 One method per master method (server/masterd.py METHODS); errors raised on the
 master come back as the same Corral error classes.
+
+The synchronous ``Client`` (every gnt-* command) speaks HTTP/1.1 with the
+standard library's http.client over the unix socket: a command's start-up is
+part of its latency, and importing httpx costs over 100 ms here.  The asyncio
+``AsyncClient`` (corral-rapi, a long-running server) uses httpx.
 """
 
+import http.client
+import socket
 from typing import Any
-
-import httpx
 
 from corral import constants, errors, pathutils, serializer
 
@@ -43,6 +48,7 @@ class AsyncClient:
     """
 
     def __init__(self, socket_path: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        import httpx
         self._path = socket_path or pathutils.master_socket()
         self._timeout = timeout
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=ASYNC_KEEPALIVE,
@@ -55,6 +61,7 @@ class AsyncClient:
         await self._http.aclose()
 
     async def call(self, method: str, timeout: float | None = None, **args: Any) -> Any:
+        import httpx
         try:
             resp = await self._http.post("/" + method, content=serializer.dumps(args),
                                          headers={"Content-Type": "application/json"},
@@ -70,17 +77,37 @@ class AsyncClient:
         return decode_answer(resp.content, resp.status_code)
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over a unix socket (keep-alive between calls of one client)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("masterd", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+# A kept-alive connection the server already closed fails like this; the request
+# was not processed, so it is sent again once on a new connection.
+_STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
 class Client:
     def __init__(self, socket_path: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._path = socket_path or pathutils.master_socket()
         self._timeout = timeout
-        # verify=False: plain HTTP on a unix socket, so skip loading the CA bundle
-        # (~80 ms of every gnt-* command's start-up).
-        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=self._path, verify=False),
-                                  base_url="http://masterd", timeout=timeout)
+        self._conn = _UnixConnection(self._path, timeout)
 
     def close(self) -> None:
-        self._http.close()
+        self._conn.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -89,19 +116,38 @@ class Client:
         self.close()
 
     def call(self, method: str, timeout: float | None = None, **args: Any) -> Any:
-        try:
-            resp = self._http.post("/" + method, content=serializer.dumps(args),
-                                   headers={"Content-Type": "application/json"},
-                                   timeout=timeout or self._timeout)
-        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as err:
-            raise errors.NoMasterError("Cannot communicate with the master daemon at %s: %s" %
-                                       (self._path, err)) from None
-        except httpx.TimeoutException:
-            raise errors.ProtocolError("Timeout waiting for the master daemon (%s)" % method) \
-                from None
-        except httpx.HTTPError as err:
-            raise errors.ProtocolError("Error talking to the master daemon: %s" % err) from None
-        return decode_answer(resp.content, resp.status_code)
+        body = serializer.dumps(args).encode("utf-8")
+        timeout = timeout or self._timeout
+        for attempt in (1, 2):
+            reused = self._conn.sock is not None
+            self._conn.timeout = timeout
+            if reused:
+                self._conn.sock.settimeout(timeout)
+            try:
+                self._conn.request("POST", "/" + method, body,
+                                   {"Content-Type": "application/json"})
+                resp = self._conn.getresponse()
+                content = resp.read()
+                return decode_answer(content, resp.status)
+            except (FileNotFoundError, ConnectionRefusedError) as err:
+                self._conn.close()
+                raise errors.NoMasterError("Cannot communicate with the master daemon at %s:"
+                                           " %s" % (self._path, err)) from None
+            except socket.timeout:
+                self._conn.close()
+                raise errors.ProtocolError("Timeout waiting for the master daemon (%s)" % method,
+                                           TIMEOUT_MARK) from None
+            except _STALE_CONNECTION as err:
+                self._conn.close()
+                if reused and attempt == 1:
+                    continue
+                raise errors.ProtocolError("Error talking to the master daemon: %s" % err) \
+                    from None
+            except (http.client.HTTPException, OSError) as err:
+                self._conn.close()
+                raise errors.ProtocolError("Error talking to the master daemon: %s" % err) \
+                    from None
+        raise errors.ProgrammerError("unreachable")
 
     # ---- jobs ----------------------------------------------------------------------
 

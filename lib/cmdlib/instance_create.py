@@ -19,14 +19,13 @@ until the instance runs).
 
 from typing import Any, Callable
 
-from corral import config, constants, errors, locking, objects, osdef
+from corral import config, constants, errors, iallocator, locking, objects, osdef
 from corral.cmdlib import cluster as cluster_lu
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
 from corral.cmdlib.base import LogicalUnit, check_tags, expand_node
 from corral.hypervisor import hvparams
 
-NAME_RESERVATION = "instance-name:%s"
 _MAC_RE = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
 
 
@@ -36,14 +35,7 @@ def reserve_instance_name(lu: LogicalUnit, name: str) -> None:
     The claim lives in the configuration's temporary reservations, so it is
     dropped when the job ends (mcpu) or the instance enters the config.
     """
-    if lu.cfg.get_instance_by_name(name) is not None:
-        raise errors.OpPrereqError("Instance '%s' is already in the cluster" % name,
-                                   errors.ECODE_EXISTS)
-    try:
-        lu.cfg.reserve_ip(iu.ec_id(lu), NAME_RESERVATION % name)
-    except errors.ConfigurationError:
-        raise errors.OpPrereqError("Instance '%s' is being created or renamed by another job"
-                                   % name, errors.ECODE_EXISTS) from None
+    lu.cfg.reserve_instance_name(iu.ec_id(lu), name)
 
 
 def check_nic_spec(spec: Any, idx: int) -> dict:
@@ -173,22 +165,56 @@ class LUInstanceCreate(LogicalUnit):
             self.name, self.inst_ip = iu.resolve_instance_name(self.name)
         reserve_instance_name(self, self.name)
         self.pnode = self._primary_node()
-        self.needed_locks[locking.LEVEL_NODE] = [self.pnode.uuid]
+        self.snode = expand_node(self.cfg, self.op.snode) if self.op.snode else None
+        if self.pnode is None:
+            # An allocator chooses in check_prereq, once every node is locked.
+            nodes: Any = locking.ALL_SET
+        else:
+            nodes = list(dict.fromkeys([self.pnode.uuid] + ([self.snode.uuid] if self.snode
+                                                             else [])))
+        self.needed_locks[locking.LEVEL_NODE] = nodes
         self.share_locks[locking.LEVEL_NODE] = True
-        self.needed_locks[locking.LEVEL_NODE_RES] = [self.pnode.uuid]
+        # Shared: memory is accounted through config reservations (node_checks),
+        # so concurrent creates on one node do not queue behind each other.
+        self.needed_locks[locking.LEVEL_NODE_RES] = nodes if nodes is None else list(nodes)
+        self.share_locks[locking.LEVEL_NODE_RES] = True
 
-    def _primary_node(self) -> objects.Node:
+    def _primary_node(self) -> objects.Node | None:
+        """The given primary node, or None when an allocator is to choose the nodes.
+
+        Without -n and -I the cluster's default allocator chooses ('builtin'
+        while default_iallocator is unset); a cluster with a single usable
+        node and no default set needs no allocator.
+        """
         if self.op.pnode:
+            if self.op.iallocator:
+                raise errors.OpPrereqError("Do not specify both, iallocator and node",
+                                           errors.ECODE_INVAL)
             return expand_node(self.cfg, self.op.pnode)
-        if self.op.iallocator:
-            raise errors.OpPrereqError("Instance allocators are not supported yet; give the"
-                                       " primary node with -n", errors.ECODE_INVAL)
-        usable = [n for n in self.cfg.get_all_nodes().values()
-                  if n.vm_capable and not n.offline and not n.drained]
-        if len(usable) != 1:
-            raise errors.OpPrereqError("No primary node given (-n) and no instance allocator",
+        if self.op.snode:
+            raise errors.OpPrereqError("A secondary node needs a primary node (-n PRI:SEC)",
                                        errors.ECODE_INVAL)
-        return usable[0]
+        if not self.op.iallocator and not self.cfg.get_cluster_info().default_iallocator:
+            usable = [n for n in self.cfg.get_all_nodes().values()
+                      if n.vm_capable and not n.offline and not n.drained]
+            if len(usable) == 1:
+                return usable[0]
+        return None
+
+    def _allocate_nodes(self) -> None:
+        """Run the allocator for this instance, then keep only the chosen nodes' locks."""
+        request = iallocator.create_request(self.cfg, self.op, self.name)
+        name = iallocator.resolve_name(self.cfg, self.op.iallocator)
+        nodes = iallocator.run_for_lu(self, name, request, "nodes")
+        self.log_info("Selected nodes for instance %s via iallocator %s: %s",
+                      self.name, name, ", ".join(nodes))
+        self.pnode = expand_node(self.cfg, nodes[0])
+        self.snode = expand_node(self.cfg, nodes[1]) if len(nodes) > 1 else None
+        keep = {n.uuid for n in (self.pnode, self.snode) if n is not None}
+        for level in (locking.LEVEL_NODE, locking.LEVEL_NODE_RES):
+            others = sorted(self.owned(level) - keep)
+            if others:
+                self.context.glm.release(self.proc.owner, level, others)
 
     # ---- prerequisites ------------------------------------------------------------------
 
@@ -207,6 +233,8 @@ class LUInstanceCreate(LogicalUnit):
                                        " %s)" % (self.template,
                                                  ", ".join(cluster.enabled_disk_templates)),
                                        errors.ECODE_STATE)
+        if self.pnode is None:
+            self._allocate_nodes()
         node = iu.check_node_online(self.cfg, self.pnode.uuid, "as primary node")
         if node.drained:
             raise errors.OpPrereqError("Cannot use drained node %s" % node.name,
@@ -217,9 +245,36 @@ class LUInstanceCreate(LogicalUnit):
         self.hvp, self.bep = _typed_params(self.hv, op)
         self.disk_specs = [ist.check_disk_spec(d, i, self.template)
                            for i, d in enumerate(op.disks)]
+        self._check_secondary()
         inst = self._new_instance(cluster)
+        ist.check_node_storage(self, inst.all_nodes, self.template, inst.disks)
         self._check_on_node(inst)
         self.new_inst = inst
+
+    def _check_secondary(self) -> None:
+        """Mirrored templates need an online, vm-capable secondary other than the primary.
+
+        Without one, the primary's storage is checked first, so a node lacking
+        the DRBD module says so rather than only asking for a secondary.
+        """
+        if self.template not in constants.DTS_INT_MIRROR:
+            if self.snode is not None:
+                raise errors.OpPrereqError("A secondary node is only used by the drbd disk"
+                                           " template, not by %s" % self.template,
+                                           errors.ECODE_INVAL)
+            return
+        if self.snode is None:
+            ist.check_node_storage(self, [self.pnode.uuid], self.template, [])
+            raise errors.OpPrereqError("The networked disk templates need a mirror node"
+                                       " (-n PRIMARY:SECONDARY)", errors.ECODE_INVAL)
+        if self.snode.uuid == self.pnode.uuid:
+            raise errors.OpPrereqError("The secondary node cannot be the primary node",
+                                       errors.ECODE_INVAL)
+        node = iu.check_node_online(self.cfg, self.snode.uuid, "as secondary node")
+        if node.drained or not node.vm_capable:
+            raise errors.OpPrereqError("Cannot use %s node %s as secondary" %
+                                       ("drained" if node.drained else "non-vm-capable",
+                                        node.name), errors.ECODE_STATE)
 
     def _new_instance(self, cluster: objects.Cluster) -> objects.Instance:
         op = self.op
@@ -228,13 +283,15 @@ class LUInstanceCreate(LogicalUnit):
                                        self.template, errors.ECODE_INVAL)
         disks = ist.generate_disks(cluster, self.template, self.name, self.disk_specs,
                                    self.pnode.uuid, file_subdir=op.file_storage_dir,
-                                   file_driver=op.file_driver)
+                                   file_driver=op.file_driver,
+                                   snode_uuid=self.snode.uuid if self.snode else None)
         nics = [build_nic(self, spec, i, self.inst_ip) for i, spec in enumerate(self.nic_specs)]
         inst = objects.Instance(
             uuid=config.new_uuid(), name=self.name, primary_node=self.pnode.uuid,
             os=op.os_type or "", hypervisor=self.hv, hvparams=self.hvp, beparams=self.bep,
             osparams=dict(op.osparams), osparams_private=dict(op.osparams_private or {}),
             nics=nics, disks=disks, disk_template=self.template,
+            secondary_nodes=[self.snode.uuid] if self.snode else [],
             admin_state=constants.ADMINST_UP if op.start else constants.ADMINST_DOWN,
             tags=list(dict.fromkeys(op.tags)))
         if op.identify_defaults:
@@ -285,7 +342,7 @@ class LUInstanceCreate(LogicalUnit):
         return env
 
     def build_hooks_nodes(self) -> tuple[list[str], list[str]]:
-        nodes = [self.master_uuid, self.pnode.uuid]
+        nodes = [self.master_uuid, self.pnode.uuid] + ([self.snode.uuid] if self.snode else [])
         return nodes, list(nodes)
 
     # ---- execution ------------------------------------------------------------------------
@@ -298,9 +355,11 @@ class LUInstanceCreate(LogicalUnit):
         install = bool(inst.os) and not self.op.no_install and not any(
             d.get("adopt") for d in self.disk_specs)
         if inst.disks:
+            ist.allocate_drbd_ids(inst.disks, ist.DrbdAllocator(self.cfg, iu.ec_id(self)))
             feedback_fn("* creating instance disks...")
             ist.create_disks(self, inst)
         try:
+            self._wait_for_sync(inst, feedback_fn)
             if install:
                 feedback_fn("* running the instance OS create scripts...")
                 self._install(inst)
@@ -322,9 +381,21 @@ class LUInstanceCreate(LogicalUnit):
             raise errors.OpExecError("Could not start instance: %s" % start_error)
         return [self.pnode.name]
 
+    def _wait_for_sync(self, inst: objects.Instance, feedback_fn: Callable[[str], None]) -> None:
+        """Mirrored disks: wait for the initial sync (or only check it, without
+        wait_for_sync); a degraded mirror fails the creation."""
+        if inst.disk_template not in constants.DTS_INT_MIRROR:
+            return
+        if self.op.wait_for_sync:
+            feedback_fn("* waiting for the disks to sync...")
+        if not ist.wait_for_sync(self, inst, oneshot=not self.op.wait_for_sync) \
+                and self.op.wait_for_sync:
+            raise errors.OpExecError("There are some degraded disks for this instance")
+
     def _install(self, inst: objects.Instance) -> None:
         args = iu.os_install_args(self.cfg, inst, self.op.osparams_secret,
                                   debug=self.op.debug_level or 0)
+        args["disks"] = ist._rpc_disks(self, inst.disks)
         res = self.rpc.call_one("instance_os_add", self.pnode.name, args)
         if res.failed:
             raise errors.OpExecError("Could not add os for instance %s on node %s: %s" %

@@ -300,10 +300,9 @@ def node_checks(lu: LogicalUnit, node: str, hv: str, hvparams: dict | None = Non
         if not isinstance(free, int):
             raise errors.OpPrereqError("Can't compute free memory on node %s, result was '%s'"
                                        % (node, free), errors.ECODE_ENVIRON)
-        if memory > free:
-            raise errors.OpPrereqError("Not enough memory on node %s for %s: needed %s MiB,"
-                                       " available %s MiB" % (node, reason, memory, free),
-                                       errors.ECODE_NORES)
+        node_obj = lu.cfg.get_node_by_name(node)
+        lu.cfg.reserve_node_memory(ec_id(lu), node_obj.uuid if node_obj else node, memory,
+                                   free, node, reason)
     return data.get("os")
 
 

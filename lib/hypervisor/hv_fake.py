@@ -19,6 +19,7 @@ from typing import Any
 
 from corral import errors, pathutils, serializer
 from corral.hypervisor import base
+from corral.hypervisor import hvparams as hvp
 from corral.utils import io
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -37,6 +38,13 @@ class FakeHypervisor(base.BaseHypervisor):
     NAME = "fake"
     CAN_MIGRATE = True
     CAN_BALLOON = True
+    # Disks of non-shared templates move by an offline copy before the record
+    # (nothing writes to a fake instance's disks while it "runs").
+    STORAGE_MIGRATION = "copy"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 
     # --- paths -------------------------------------------------------------
     @staticmethod
@@ -50,12 +58,25 @@ class FakeHypervisor(base.BaseHypervisor):
         return os.path.join(self._dir(), "migrated", _check_name(name) + ".json")
 
     def _read(self, path: str) -> dict[str, Any] | None:
+        """The record at ``path``, parsed once per file version (queries read all of them).
+
+        Callers get their own (shallow) copy: they may change its top-level keys
+        and write it back, which makes a new version.
+        """
         try:
-            return serializer.loads(io.read_file(path))
+            st = os.stat(path)
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            cached = self._cache.get(path)
+            if cached is not None and cached[0] == key:
+                return dict(cached[1])
+            record = serializer.loads(io.read_file(path))
         except FileNotFoundError:
+            self._cache.pop(path, None)
             return None
         except (ValueError, OSError) as err:
             raise errors.HypervisorError("Corrupt fake record %s: %s" % (path, err))
+        self._cache[path] = (key, record)
+        return dict(record)
 
     def _write(self, path: str, record: dict[str, Any]) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -114,13 +135,29 @@ class FakeHypervisor(base.BaseHypervisor):
         return sorted(e[:-5] for e in entries if e.endswith(".json") and not e.startswith("."))
 
     def get_instance_info(self, name: str) -> dict[str, Any] | None:
-        record = self._read(self._record_path(name))
+        return self._info(name, self._read(self._record_path(name)), time.time())
+
+    def get_all_instances_info(self) -> dict[str, dict[str, Any]]:
+        """All records in one pass over the directory (queries and node memory use it)."""
+        directory = self._dir()
+        now = time.time()
+        out = {}
+        for name in self.list_instances():
+            info = self._info(name, self._read(os.path.join(directory, name + ".json")), now)
+            if info is not None:
+                out[name] = info
+        return out
+
+    @staticmethod
+    def _info(name: str, record: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
         if record is None:
             return None
-        spec = base.InstanceSpec.from_dict(record["spec"])
+        beparams = record["spec"].get("beparams") or {}
+        maxmem = beparams.get("maxmem", hvp.BE_PARAMS["maxmem"].default)
         return {"name": name, "state": record.get("state", base.STATE_RUNNING),
-                "memory": int(record.get("memory", spec.memory)), "vcpus": spec.vcpus,
-                "time": round(time.time() - record.get("start_time", time.time()), 1)}
+                "memory": int(record.get("memory", maxmem)),
+                "vcpus": int(beparams.get("vcpus", hvp.BE_PARAMS["vcpus"].default)),
+                "time": round(now - record.get("start_time", now), 1)}
 
     def get_node_info(self) -> dict[str, Any]:
         info = base.host_node_info("fake-1.0")
@@ -216,3 +253,18 @@ class FakeHypervisor(base.BaseHypervisor):
         record.pop("incoming", None)
         record["state"] = base.STATE_RUNNING
         self._write(path, record)
+
+    def migration_state(self, name: str) -> dict[str, Any]:
+        """``{"running", "status"}`` for cleanup: ``inmigrate`` = accepted but not
+        finalized here, ``postmigrate`` = sent away but not finalized here."""
+        record = self._read(self._record_path(name))
+        if record is not None:
+            return {"running": True,
+                    "status": "inmigrate" if record.get("incoming") else record.get("state")}
+        if self._read(self._stash_path(name)) is not None:
+            return {"running": True, "status": "postmigrate"}
+        return {"running": False, "status": None}
+
+    def abort_migration(self, inst: base.InstanceSpec) -> None:
+        """Source side of the abort path: the record comes back (idempotent)."""
+        self.finalize_migration_src(inst, False, True)
