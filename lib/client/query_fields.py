@@ -26,6 +26,7 @@ RESOURCE_INSTANCE = "instance"
 RESOURCE_GROUP = "group"
 RESOURCE_JOB = "job"
 RESOURCE_EXPORT = "export"
+RESOURCE_OS = "os"
 
 MAX_DISKS = 16
 MAX_NICS = 8
@@ -318,7 +319,25 @@ EXPORT_FIELDS = _table([
     FieldDef("export", "Export", QFT_TEXT, "Export name"),
 ])
 
+OS_FIELDS = _table([
+    FieldDef("name", "Name", QFT_TEXT, "Operating system name"),
+    FieldDef("valid", "Valid", QFT_BOOL, "Whether operating system definition is valid"),
+    FieldDef("variants", "Variants", QFT_OTHER, "Operating system variants"),
+    FieldDef("parameters", "Parameters", QFT_OTHER, "Operating system parameters"),
+    FieldDef("api_versions", "ApiVersions", QFT_OTHER, "Operating system API versions"),
+    FieldDef("blacklisted", "Blacklisted", QFT_BOOL,
+             "Whether operating system is blacklisted"),
+    FieldDef("hidden", "Hidden", QFT_BOOL, "Whether operating system is hidden"),
+    FieldDef("trusted", "Trusted", QFT_BOOL,
+             "Whether this OS is trusted to run its create script on the node"),
+    FieldDef("node_status", "NodeStatus", QFT_OTHER, "Status from node"),
+    FieldDef("os_hvp", "OsHypervisorParams", QFT_OTHER, "Operating system specific"
+             " hypervisor parameters"),
+    FieldDef("osparams", "OsParameters", QFT_OTHER, "Operating system specific parameters"),
+])
+
 FIELDS = {
+    RESOURCE_OS: OS_FIELDS,
     RESOURCE_NODE: NODE_FIELDS,
     RESOURCE_INSTANCE: INSTANCE_FIELDS,
     RESOURCE_GROUP: GROUP_FIELDS,

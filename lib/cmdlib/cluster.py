@@ -387,11 +387,13 @@ def _cluster_param_changes(c: objects.Cluster, op) -> dict[str, Any]:
                 new.setdefault(os_name, {})[hv] = _merge_params(new.get(os_name, {}).get(hv, {}),
                                                                 params)
         changes["os_hvp"] = new
-    if op.osparams:
-        new = copy.deepcopy(c.osparams)
-        for os_name, params in op.osparams.items():
-            new[os_name] = _merge_params(new.get(os_name, {}), params)
-        changes["osparams"] = new
+    for param in ("osparams", "osparams_private_cluster"):
+        mods = getattr(op, param)
+        if mods:
+            new = copy.deepcopy(getattr(c, param))
+            for os_name, params in mods.items():
+                new[os_name] = _merge_params(new.get(os_name, {}), params)
+            changes[param] = new
     return changes
 
 
