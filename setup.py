@@ -2,7 +2,7 @@
 
 import glob
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="corral",
@@ -10,10 +10,8 @@ setup(
     description="Cluster virtual server manager compatible with the Ganeti ecosystem",
     python_requires=">=3.11",
     package_dir={"corral": "lib"},
-    packages=["corral"] + ["corral." + p for p in (
-        "cmdlib", "rpc", "backend", "hypervisor", "hypervisor.kvm", "hypervisor.xen",
-        "hypervisor.libvirt", "storage",
-        "rapi", "client", "server", "utils", "tools", "allocator")],
+    # Every package under lib/ (the corral package), found rather than listed.
+    packages=["corral"] + ["corral." + p for p in find_packages("lib")],
     scripts=sorted(glob.glob("scripts/gnt-*") + glob.glob("daemons/corral-*")),
     install_requires=[
         "httpx>=0.27",
