@@ -132,14 +132,14 @@ def _create_files(p: InitParams, node_fqdn: str, node_ip: str, secondary_ip: str
     feedback("Writing the configuration")
     cfg = config.ConfigWriter.create(pathutils.config_file(), cluster, master, group)
     ssconf.write_ssconf(cfg.get_ssconf_values())
-    _write_file_storage_paths(cluster)
+    _write_file_storage_paths(cfg.get_ssconf_values())
     feedback("Starting the daemons")
     start_daemons()
 
 
-def _write_file_storage_paths(cluster: objects.Cluster) -> None:
-    dirs = [d for d in (cluster.file_storage_dir, cluster.shared_file_storage_dir) if d]
-    io.write_file_atomic(pathutils.file_storage_paths_file(), "".join(d + "\n" for d in dirs))
+def _write_file_storage_paths(values: dict[str, str]) -> None:
+    from corral.backend import cluster_membership
+    cluster_membership.prepare_storage_dirs(values)
 
 
 def start_daemons() -> None:

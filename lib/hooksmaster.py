@@ -19,7 +19,7 @@ def _to_str(value: Any) -> str:
 class HooksMaster:
     """Runs the pre and post hooks of one logical unit."""
 
-    def __init__(self, opcode_id: str, hooks_path: str, object_type: str, cluster_name: str,
+    def __init__(self, opcode_id: str, hooks_path: str, object_type: str | None, cluster_name: str,
                  master_name: str, target: str | None,
                  build_env: Callable[[], dict[str, Any]],
                  run_rpc: Callable[[list[str], str, str, dict[str, str]], dict[str, Any]],
@@ -43,10 +43,11 @@ class HooksMaster:
             "GANETI_HOOKS_PATH": self._path,
             "GANETI_OP_CODE": self._opcode,
             "GANETI_DATA_DIR": constants.GANETI_DATA_DIR_FOR_HOOKS,
-            "GANETI_OBJECT_TYPE": self._object_type,
             "GANETI_CLUSTER": self._cluster,
             "GANETI_MASTER": self._master,
         }
+        if self._object_type:  # none for the master IP turnup/turndown hooks
+            env["GANETI_OBJECT_TYPE"] = self._object_type
         if self._target is not None:
             env["GANETI_OP_TARGET"] = self._target
         return env

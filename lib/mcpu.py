@@ -14,7 +14,11 @@ from corral import errors, hooksmaster, locking, opcodes
 from corral.cmdlib.base import LogicalUnit, ResultWithJobs
 
 # Modules of cmdlib/ holding logical units, imported once to build the table.
-_LU_MODULES = ("cluster", "verify", "test", "tags", "node", "group", "masterip", "instance", "os")
+_LU_MODULES = ("cluster", "verify", "test", "tags", "node", "group", "masterip", "instance", "os",
+               "node_storage", "verify_disks", "instance_replace_disks",
+               "instance_migration", "instance_move", "node_migrate",
+               "test_allocator", "node_evacuate", "group_evacuate", "instance_change_group",
+               "instance_multi_alloc")
 
 # Lock waits in chunks of these lengths (then the last, repeatedly) so that a
 # cancel request or a priority change is seen without a busy loop.
@@ -110,6 +114,9 @@ class _Execution:
             return None
         result = lu.exec(self.feedback)
         if hm is not None:
+            # Node lists are fixed at opcode start, but resolved now: a node the
+            # LU added (node-add) is reachable, one it set offline is not.
+            hm.post_nodes = self._hook_node_names(self._post_uuids)
             hm.run_post(self.feedback)
         if isinstance(result, ResultWithJobs):
             submitted = self.cbs.submit_many_jobs(
@@ -120,19 +127,32 @@ class _Execution:
             return out
         return result
 
+    def _hook_node_names(self, uuids: list[str]) -> list[str]:
+        """Names of the nodes in ``uuids`` that exist and are online (the others are skipped)."""
+        cfg = self.proc.context.cfg
+        out = []
+        for u in dict.fromkeys(uuids):
+            node = cfg.get_node_info(u)
+            if node is not None and not node.offline:
+                out.append(node.name)
+        return out
+
+    def run_post_hooks_on(self, lu: LogicalUnit, nodes: list[str]) -> None:
+        """Run ``lu``'s post hooks now on ``nodes`` (names or IPs), e.g. a node being
+        removed, which is gone from the configuration by the normal post phase."""
+        saved = getattr(self, "_post_uuids", [])
+        hm = self._hooks_master(lu)
+        self._post_uuids = saved
+        if hm is not None and nodes:
+            hm.post_nodes = list(nodes)
+            hm.run_post(self.feedback)
+
     def _hooks_master(self, lu: LogicalUnit) -> hooksmaster.HooksMaster | None:
         if lu.HPATH is None:
             return None
         cfg = self.proc.context.cfg
         pre, post = lu.build_hooks_nodes()
-
-        def names(uuids: list[str]) -> list[str]:
-            out = []
-            for u in dict.fromkeys(uuids):
-                node = cfg.get_node_info(u)
-                if node is not None and not node.offline:
-                    out.append(node.name)
-            return out
+        self._post_uuids = post
 
         def run_rpc(nodes: list[str], hpath: str, phase: str, env: dict[str, str]) -> dict:
             results = self.proc.context.rpc.call("hooks_runner", nodes,
@@ -143,4 +163,4 @@ class _Execution:
         return hooksmaster.HooksMaster(
             self.op.OP_ID, lu.HPATH, lu.HTYPE, cfg.get_cluster_name(),
             cfg.get_master_node_name(), lu.hooks_target(), lu.build_hooks_env, run_rpc,
-            names(pre), names(post))
+            self._hook_node_names(pre), self._hook_node_names(post))

@@ -195,6 +195,26 @@ class OpClusterRedistConf(OpCode):
     pass
 
 
+class OpClusterVerifyDisks(OpCode):
+    OP_PARAMS = [
+        _p("group_name", None, ht.TMaybe(ht.TNonEmptyString), "Verify only this group"),
+        _p("is_strict", True, ht.TBool, "Whether to check offline and drained nodes too"),
+    ]
+
+
+class OpGroupVerifyDisks(OpCode):
+    OP_DSC_FIELD = "group_name"
+    OP_PARAMS = [
+        P_GROUP_NAME,
+        _p("is_strict", True, ht.TBool, "Whether to check offline and drained nodes too"),
+    ]
+
+
+class OpClusterRepairDiskSizes(OpCode):
+    OP_PARAMS = [_p("instances", list, ht.TListOf(ht.TNonEmptyString),
+                    "Instances to check (default all)")]
+
+
 TDictOfDicts = ht.TDictOf(ht.TNonEmptyString, ht.TDict)
 TOsListMod = ht.TListOf(ht.TTupleOf(ht.TElemOf(["add", "remove"]), ht.TNonEmptyString))
 

@@ -88,6 +88,27 @@ def _current_membership() -> tuple[str, str] | None:
         return None
 
 
+def prepare_storage_dirs(values: dict[str, str]) -> None:
+    """Allow the file storage directories (file-storage-paths) and create those in use.
+
+    ``values`` are ssconf values: a directory is created only when its disk
+    template is enabled, so a cluster that never uses sharedfile does not get
+    the default shared directory made on its nodes.
+    """
+    enabled = set((values.get("enabled_disk_templates") or "").split("\n"))
+    allowed = []
+    for key, template in (("file_storage_dir", "file"), ("shared_file_storage_dir",
+                                                         "sharedfile")):
+        directory = values.get(key)
+        if not directory:
+            continue
+        allowed.append(directory)
+        if template in enabled:
+            os.makedirs(directory, mode=0o750, exist_ok=True)
+    io.write_file_atomic(pathutils.file_storage_paths_file(),
+                         "".join(d + "\n" for d in allowed))
+
+
 def prepare_join(payload: dict) -> dict:
     """Install the cluster files of ``payload`` and (re)start noded; idempotent.
 
@@ -111,6 +132,7 @@ def prepare_join(payload: dict) -> dict:
             files.upload_file(name, payload["files"][name], 0o600)
     io.remove_file(pathutils.config_file())  # a candidate gets the current one pushed
     ssconf.write_ssconf(payload["ssconf"])
+    prepare_storage_dirs(payload["ssconf"])
     if payload.get("known_hosts"):
         io.write_file_atomic(pathutils.known_hosts_file(), payload["known_hosts"], mode=0o644)
     if daemon_util.running_pid("noded"):
@@ -153,6 +175,8 @@ def node_leave() -> None:
     ssconf.write_ssconf({})
     for path in _membership_files():
         io.remove_file(path)
+    import shutil
+    shutil.rmtree(pathutils.queue_dir(), ignore_errors=True)  # its job queue copy
     if daemon_util.running_pid("noded") == os.getpid():
         threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM),
                          daemon=True).start()
@@ -209,10 +233,56 @@ def _has_address(ip: str, netdev: str) -> bool:
     return any(" %s/" % ip in line for line in result.stdout.splitlines())
 
 
+MASTER_IP_TURNUP = ("master-ip-turnup", "OP_CLUSTER_IP_TURNUP")
+MASTER_IP_TURNDOWN = ("master-ip-turndown", "OP_CLUSTER_IP_TURNDOWN")
+
+
+def run_local_hooks(hook: tuple[str, str], env: dict[str, Any], action: Any) -> Any:
+    """Pre hooks, ``action()``, post hooks, all on this node (spec/hooks.md §3).
+
+    A failing pre hook aborts (errors.HooksAbort) before ``action`` runs;
+    post hook failures are logged.  Used where no master daemon drives the
+    hooks: the master IP turnup/turndown.
+    """
+    import logging
+    from corral import hooksmaster
+    from corral.backend import hooks
+    try:
+        store = ssconf.SimpleStore()
+        cluster, master = store.get_cluster_name(), store.get_master_node()
+    except errors.ConfigurationError:
+        cluster, master = "", ""
+    me = netutils.get_hostname()
+
+    def run(nodes: list[str], hpath: str, phase: str, henv: dict[str, str]) -> dict:
+        return {node: (True, hooks.hooks_runner(hpath, phase, henv)) for node in nodes}
+
+    hm = hooksmaster.HooksMaster(hook[1], hook[0], None, cluster, master, None,
+                                 lambda: env, run, [me], [me])
+    hm.run_pre()
+    result = action()
+    hm.run_post(logging.warning)
+    return result
+
+
+def _master_ip_env(ip: str, netmask: int, netdev: str) -> dict[str, Any]:
+    return {"MASTER_NETDEV": netdev, "MASTER_IP": ip, "MASTER_NETMASK": str(netmask),
+            "CLUSTER_IP_VERSION": "6" if ":" in ip else "4"}
+
+
 def master_ip_up(ip: str, netmask: int, netdev: str) -> bool:
-    """Configure the master IP on ``netdev``; idempotent.  True if it was added now."""
+    """Configure the master IP on ``netdev``; idempotent.  True if it was added now.
+
+    Runs the master-ip-turnup hooks around it; announces the address with a
+    gratuitous ARP so neighbours stop sending to the old master at once.
+    """
     if not netdev:
         return False
+    return run_local_hooks(MASTER_IP_TURNUP, _master_ip_env(ip, netmask, netdev),
+                           lambda: _add_master_ip(ip, netmask, netdev))
+
+
+def _add_master_ip(ip: str, netmask: int, netdev: str) -> bool:
     if _has_address(ip, netdev):
         return False
     label = (netdev + ":0") if len(netdev) <= 13 else netdev
@@ -220,12 +290,44 @@ def master_ip_up(ip: str, netmask: int, netdev: str) -> bool:
     if result.failed:
         raise errors.OpExecError("Cannot add master IP %s/%d to %s: %s" %
                                  (ip, netmask, netdev, result.output.strip()))
+    _send_gratuitous_arp(ip, netdev)
     return True
 
 
+def _send_gratuitous_arp(ip: str, netdev: str) -> None:
+    """Broadcast "ip is at our MAC" on ``netdev`` (IPv4; best effort, failures only logged)."""
+    import logging
+    import re
+    import socket
+    import struct
+    if ":" in ip or not re.match(r"^[\w.-]{1,15}$", netdev):
+        return
+    try:
+        with open("/sys/class/net/%s/address" % netdev) as fh:
+            mac = bytes.fromhex(fh.read().strip().replace(":", ""))
+        addr = socket.inet_aton(ip)
+        frame = (b"\xff" * 6 + mac + struct.pack("!H", 0x0806)
+                 + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + addr + b"\x00" * 6 + addr)
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+            sock.bind((netdev, 0))
+            sock.send(frame.ljust(60, b"\x00"))
+    except (OSError, ValueError) as err:
+        logging.warning("Gratuitous ARP for %s on %s failed: %s", ip, netdev, err)
+
+
 def master_ip_down(ip: str, netmask: int, netdev: str) -> bool:
-    """Remove the master IP from ``netdev``; idempotent.  True if it was removed now."""
-    if not netdev or not _has_address(ip, netdev):
+    """Remove the master IP from ``netdev``; idempotent.  True if it was removed now.
+
+    Runs the master-ip-turndown hooks around it.
+    """
+    if not netdev:
+        return False
+    return run_local_hooks(MASTER_IP_TURNDOWN, _master_ip_env(ip, netmask, netdev),
+                           lambda: _remove_master_ip(ip, netmask, netdev))
+
+
+def _remove_master_ip(ip: str, netmask: int, netdev: str) -> bool:
+    if not _has_address(ip, netdev):
         return False
     result = _ip("addr", "del", "%s/%d" % (ip, netmask), "dev", netdev)
     if result.failed:

@@ -10,35 +10,78 @@ disks of an instance; each says what it leaves behind on failure.
 import logging
 from typing import Any
 
-from corral import errors, storage
+from corral import errors, netutils, storage
 from corral.storage import base as storage_base
+from corral.storage import drbd as storage_drbd
+
+DRBD = "drbd"
+
+
+def localize(disk: dict, hostname: str | None = None) -> dict:
+    """``disk`` with node-specific parameters filled in for this node (a copy).
+
+    The master describes a DRBD disk once for both ends: ``params["drbd_nodes"]``
+    maps each end's node UUID (as in the logical_id) to ``[name, secondary IP]``.
+    Here that becomes the driver's ``local_node``, ``local_ip`` and ``remote_ip``
+    by matching this node's name; ``params["standalone"]`` leaves the IPs out
+    (device set up without networking, as on a new secondary before the switch).
+    Other disk types are returned unchanged.
+    """
+    if disk.get("dev_type") != DRBD or "drbd_nodes" not in (disk.get("params") or {}):
+        return disk
+    out = dict(disk)
+    params = dict(out["params"])
+    ends = params.pop("drbd_nodes")
+    standalone = params.pop("standalone", False)
+    me = hostname or netutils.get_hostname()
+    mine = [uuid for uuid, (name, _ip) in ends.items() if name == me]
+    if not mine:
+        raise errors.BlockDeviceError("Node %s is neither end of DRBD disk %s (%s)" %
+                                      (me, _desc(disk), ", ".join(n for n, _ in ends.values())))
+    local = mine[0]
+    params["local_node"] = local
+    if not standalone:
+        peers = [ip for uuid, (_name, ip) in ends.items() if uuid != local]
+        params["local_ip"] = ends[local][1]
+        if peers:
+            params["remote_ip"] = peers[0]
+    out["params"] = params
+    return out
 
 
 def _device(disk: dict) -> storage_base.BlockDev:
-    return storage.build_device(disk)
+    return storage.build_device(localize(disk))
 
 
 def _desc(disk: dict) -> str:
     return disk.get("iv_name") or "%s %s" % (disk.get("dev_type"), disk.get("logical_id"))
 
 
-def blockdev_create(disks: list, info: str = "") -> list[str | None]:
-    """Create every disk (in order); return their device paths.
+def blockdev_create(disks: list, info: str = "", on_primary: bool = True,
+                    children_exist: bool = False) -> list[str | None]:
+    """Create every disk (in order), children first; return their device paths.
 
-    All or nothing: if one fails, the disks this call created are removed
-    again and BlockDeviceError names the failing disk.
+    With ``children_exist`` the children are only looked up (template
+    conversion puts DRBD on top of an existing volume).  A mirrored device
+    (DRBD) is assembled right away on both ends and, on the primary
+    (``on_primary``), made primary with force: its data becomes the sync
+    source.  All or nothing: if one disk fails, everything this call created
+    is removed again and BlockDeviceError names the failing disk.
     """
     created: list[storage_base.BlockDev] = []
     paths: list[str | None] = []
+    disk: dict = {}
     try:
         for disk in disks:
-            children = [_device(c) for c in disk.get("children") or []]
-            cls = storage.get_device_class(disk["dev_type"])
-            dev = cls.create(disk["logical_id"], children, int(disk["size"]),
-                             disk.get("params") or {})
-            created.append(dev)
-            if info:
-                dev.set_info(info)
+            disk = localize(disk)
+            if children_exist:
+                dev = _create_on_children(disk, created)
+            else:
+                dev = _create_tree(disk, created, info)
+            if dev.SUPPORTS_SYNC:
+                dev.assemble()
+                if on_primary:
+                    dev.open(force=True)
             paths.append(dev.dev_path)
     except errors.GenericError as err:
         _undo_create(created)
@@ -50,6 +93,34 @@ def blockdev_create(disks: list, info: str = "") -> list[str | None]:
     return paths
 
 
+def _create_tree(disk: dict, created: list[storage_base.BlockDev],
+                 info: str) -> storage_base.BlockDev:
+    """Create ``disk``'s children (depth first) and then the disk; record each in ``created``."""
+    children = [_create_tree(c, created, info) for c in disk.get("children") or []]
+    cls = storage.get_device_class(disk["dev_type"])
+    dev = cls.create(disk["logical_id"], children, int(disk["size"]),
+                     disk.get("params") or {})
+    created.append(dev)
+    if info and not children:
+        dev.set_info(info)
+    return dev
+
+
+def _create_on_children(disk: dict, created: list[storage_base.BlockDev]
+                        ) -> storage_base.BlockDev:
+    """Create ``disk`` on top of children that must already exist on this node."""
+    children = [_device(c) for c in disk.get("children") or []]
+    for child, desc in zip(children, disk.get("children") or []):
+        if not child.attach():
+            raise errors.BlockDeviceError("Child device %s of disk %s not found" %
+                                          (_desc(desc), _desc(disk)))
+    cls = storage.get_device_class(disk["dev_type"])
+    dev = cls.create(disk["logical_id"], children, int(disk["size"]),
+                     disk.get("params") or {})
+    created.append(dev)
+    return dev
+
+
 def _undo_create(created: list[storage_base.BlockDev]) -> None:
     for dev in reversed(created):
         try:
@@ -59,25 +130,30 @@ def _undo_create(created: list[storage_base.BlockDev]) -> None:
 
 
 def blockdev_remove(disks: list) -> None:
-    """Remove every disk (idempotent); tries all, then raises naming the failures."""
+    """Remove every disk and its children (idempotent); tries all, then raises naming
+    the failures."""
     failures = []
     for disk in disks:
         try:
             dev = _device(disk)
             dev.shutdown()
             dev.remove()
+            for child in dev.children:  # DRBD: its data and meta volumes
+                child.remove()
         except errors.GenericError as err:
             failures.append("%s: %s" % (_desc(disk), err.args[0] if err.args else err))
     if failures:
         raise errors.BlockDeviceError("Cannot remove disk(s): " + "; ".join(failures))
 
 
-def assemble(disks: list) -> list[dict]:
+def assemble(disks: list, as_primary: bool = True) -> list[dict]:
     """Assemble ``disks``; hypervisor DiskSpec dicts (path, mode, uuid, dev_type).
 
     Used by the instance procedures too.  Raises BlockDeviceError naming the
     first disk that cannot be made usable; already assembled ones stay so
-    (assembling is idempotent, the master deactivates on failure).
+    (assembling is idempotent, the master deactivates on failure).  On a
+    secondary (``as_primary`` false) mirrored devices are connected but not
+    opened.
     """
     out = []
     for disk in disks:
@@ -85,7 +161,8 @@ def assemble(disks: list) -> list[dict]:
         try:
             if not dev.attach():
                 dev.assemble()
-            dev.open()
+            if as_primary:
+                dev.open()
         except errors.GenericError as err:
             raise errors.BlockDeviceError("Cannot activate disk %s: %s" %
                                           (_desc(disk), err.args[0] if err.args else err)) from err
@@ -98,9 +175,9 @@ def assemble(disks: list) -> list[dict]:
     return out
 
 
-def blockdev_assemble(disks: list) -> list[str]:
+def blockdev_assemble(disks: list, as_primary: bool = True) -> list[str]:
     """Activate ``disks`` on this node; their device paths in order."""
-    return [d["path"] for d in assemble(disks)]
+    return [d["path"] for d in assemble(disks, as_primary)]
 
 
 def blockdev_shutdown(disks: list) -> None:
@@ -156,3 +233,87 @@ def blockdev_getsize(disks: list) -> list[Any]:
             continue
         out.append(dev.get_actual_size() // (1024 * 1024))
     return out
+
+
+# ---- mirror state and DRBD reconfiguration (replace-disks, migration) -----------------------
+
+def blockdev_sync_status(disks: list) -> list[dict | None]:
+    """Combined sync status (device and children, worst wins) per disk; None if absent.
+
+    Non-mirrored devices are always in sync; changes nothing.
+    """
+    out: list[dict | None] = []
+    for disk in disks:
+        dev = _device(disk)
+        if not dev.attach():
+            out.append(None)
+            continue
+        out.append(dev.combined_sync_status().to_dict())
+    return out
+
+
+def _drbd_devices(disks: list) -> list[storage_drbd.DRBD8Dev]:
+    devs = []
+    for disk in disks:
+        dev = _device(disk)
+        if not isinstance(dev, storage_drbd.DRBD8Dev):
+            raise errors.BlockDeviceError("Disk %s is not a DRBD device (%s)" %
+                                          (_desc(disk), disk.get("dev_type")))
+        devs.append(dev)
+    return devs
+
+
+def drbd_disconnect_net(disks: list) -> None:
+    """Put the DRBD devices in standalone mode (their peer is being replaced or moved)."""
+    for dev in _drbd_devices(disks):
+        dev.disconnect_net()
+
+
+def drbd_attach_net(disks: list, multimaster: bool = False) -> None:
+    """Connect the DRBD devices to the peers named in their logical_id.
+
+    ``multimaster`` allows two primaries (only while migrating).  Devices that
+    are not set up yet are assembled first.  Idempotent for connected devices.
+    """
+    for dev in _drbd_devices(disks):
+        if not dev.attach():
+            dev.assemble()
+            continue
+        dev.attach_net(multimaster)
+
+
+def drbd_remove_children(disks: list) -> None:
+    """Detach the local data and meta volumes from the DRBD devices (diskless; the
+    peer keeps serving).  Idempotent: a device without local disk is left alone."""
+    for dev in _drbd_devices(disks):
+        if not dev.attach() and dev.minor not in storage_drbd.read_proc_drbd().used_minors():
+            continue
+        gen = storage_drbd.get_cmdgen()
+        storage_base.check_result(type(dev).runner(gen.detach_cmd(dev.minor)),
+                                  "Detaching the local disk of drbd%d" % dev.minor)
+
+
+def drbd_add_children(disks: list) -> None:
+    """Attach new (empty) data and meta volumes to diskless DRBD devices.
+
+    Fresh metadata is written on the new meta volume first, so DRBD resyncs the
+    whole device from the peer.  The children must exist (created and renamed
+    by the master's earlier calls).
+    """
+    for dev in _drbd_devices(disks):
+        if len(dev.children) != 2:
+            raise errors.BlockDeviceError("drbd%d: two children (data, meta) are needed" %
+                                          dev.minor)
+        for child in dev.children:
+            if not child.attach():
+                child.assemble()
+        data, meta = (c.dev_path for c in dev.children)
+        assert data is not None and meta is not None
+        gen = storage_drbd.get_cmdgen()
+        cmds = [gen.create_md_cmd(dev.minor, meta)]
+        local = gen.local_attach_cmds(dev.minor, data, meta, dev.size, dev.params)
+        # 8.4: the resource and minor exist already; only apply-al and attach remain.
+        cmds += local[-2:] if len(local) > 1 else local
+        for cmd in cmds:
+            storage_base.check_result(type(dev).runner(cmd),
+                                      "Attaching new local disk to drbd%d" % dev.minor)

@@ -19,6 +19,7 @@ UPLOADABLE_FILES: dict[str, tuple[Callable[[], str], int]] = {
     "server.pem": (pathutils.node_cert_file, 0o600),
     "rapi.pem": (pathutils.rapi_cert_file, 0o600),
     "rapi-users": (pathutils.rapi_users_file, 0o600),
+    "known_hosts": (pathutils.known_hosts_file, 0o644),
 }
 
 
@@ -42,5 +43,11 @@ def upload_file(name: str, data: str, mode: int) -> None:
 
 
 def write_ssconf(values: dict) -> None:
-    """Replace this node's ssconf files by ``values`` (see ssconf.write_ssconf)."""
+    """Replace this node's ssconf files by ``values`` (see ssconf.write_ssconf).
+
+    The file storage directories follow the cluster's settings (created when
+    their template is enabled, allowed in file-storage-paths).
+    """
+    from corral.backend import cluster_membership
     ssconf.write_ssconf(values)
+    cluster_membership.prepare_storage_dirs(values)

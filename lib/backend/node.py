@@ -144,7 +144,10 @@ def node_verify(checks: dict) -> dict:
 
     Always: version [protocol, release], time, hostname.  With
     ``checks["hypervisors"]`` (names): "hypervisor" {name: problem or None} and
-    "instances" (names of the instances running under them).
+    "instances" (names of the instances running under them).  With
+    ``checks["config_serial"]``: "config_serial", the serial number of this
+    node's configuration copy (None without one), so the master can spot a
+    candidate whose copy is out of date.
     """
     result: dict[str, Any] = {
         "version": [constants.PROTOCOL_VERSION, constants.RELEASE_VERSION],
@@ -154,6 +157,9 @@ def node_verify(checks: dict) -> dict:
     if checks.get("hypervisors"):
         result["hypervisor"] = _verify_hypervisors(list(checks["hypervisors"]))
         result["instances"] = _running_instances(list(checks["hypervisors"]), result)
+    if checks.get("config_serial"):
+        from corral.backend import cluster_membership
+        result["config_serial"] = cluster_membership.config_info()["serial_no"]
     return result
 
 

@@ -88,12 +88,12 @@ def jobqueue_update(files: dict, serial: int | None, archive: dict) -> None:
         raise errors.ParameterError("Invalid job queue serial %r" % serial)
     with _LOCK:
         queue = _queue_dir()
-        if named:
-            io.write_files_group_commit(
-                queue, {os.path.join(queue, "job-%d" % n): t for n, t in named.items()},
-                mode=0o600)
+        batch: dict[str, str | bytes] = {os.path.join(queue, "job-%d" % n): t
+                                         for n, t in named.items()}
         if serial is not None:
-            io.write_file_atomic(os.path.join(queue, "serial"), "%d\n" % serial, mode=0o600)
+            batch[os.path.join(queue, "serial")] = "%d\n" % serial
+        if batch:
+            io.write_files_group_commit(queue, batch, mode=0o600)
         _archive(queue, archive)
 
 

@@ -178,6 +178,70 @@ def verify(opts: argparse.Namespace, args: list[str]) -> int:
     return constants.EXIT_SUCCESS if ok else constants.EXIT_FAILURE
 
 
+def verify_disks(opts: argparse.Namespace, args: list[str]) -> int:
+    """Ganeti's VerifyDisks: per group job, activate what needs it, report missing LVs."""
+    client = base.get_client()
+    result = base.submit_or_send([opcodes.OpClusterVerifyDisks(group_name=opts.nodegroup)],
+                                 opts, client)
+    if result is None:
+        return constants.EXIT_SUCCESS
+    code = constants.EXIT_SUCCESS
+    for ok, job_id in result[0]["jobs"]:
+        if not ok:
+            print("Job failed: %s" % job_id)
+            code = constants.EXIT_FAILURE
+            continue
+        try:
+            group_result = base.poll_job(job_id, client, feedback=print)[0]
+        except errors.GenericError as err:
+            print("Job failed: %s" % err)
+            code = constants.EXIT_FAILURE
+            continue
+        code |= _verify_disks_group(opts, client, *group_result)
+    return code
+
+
+def _verify_disks_group(opts: argparse.Namespace, client, bad_nodes: dict, instances: list,
+                        missing: dict) -> int:
+    code = constants.EXIT_SUCCESS
+    for node, text in sorted(bad_nodes.items()):
+        print("Error gathering data on node %s: %s" % (node, str(text)[-400:]))
+        print("You need to fix these nodes first before fixing instances")
+        code = constants.EXIT_FAILURE
+    for name in instances:
+        if name in missing:
+            continue
+        print("Activating disks for instance '%s'" % name)
+        try:
+            base.submit_or_send([opcodes.OpInstanceActivateDisks(instance_name=name)],
+                                opts, client)
+        except errors.GenericError as err:
+            from corral.client import errfmt
+            nret, msg = errfmt.format_error(err)
+            code |= nret
+            sys.stderr.write("Error activating disks for instance %s: %s\n" % (name, msg))
+    for name, vols in sorted(missing.items()):
+        if all(node in bad_nodes for node, _vol in vols):
+            print("Instance %s cannot be verified as it lives on broken nodes" % name)
+            continue
+        print("Instance %s has missing logical volumes:" % name)
+        for node, vol in sorted(vols):
+            print("\t%s%s /dev/%s" % ("broken node " if node in bad_nodes else "", node, vol))
+    if missing:
+        print("You need to replace or recreate disks for all the above instances if this"
+              " message persists after fixing broken nodes.")
+        code = constants.EXIT_FAILURE
+    elif not instances:
+        print("No disks need to be activated.")
+    return code
+
+
+def repair_disk_sizes(opts: argparse.Namespace, args: list[str]) -> int:
+    op = opcodes.OpClusterRepairDiskSizes(instances=list(args))
+    base.submit_or_send([op], opts)
+    return constants.EXIT_SUCCESS
+
+
 def modify(opts: argparse.Namespace, args: list[str]) -> int:
     kwargs = {}
     if opts.enabled_hypervisors:
@@ -192,6 +256,9 @@ def modify(opts: argparse.Namespace, args: list[str]) -> int:
             kwargs[attr] = _kv(getattr(opts, attr), option)
     if opts.diskparams:
         kwargs["diskparams"] = params.parse_hv_options(opts.diskparams)
+    if opts.default_iallocator_params is not None:
+        kwargs["default_iallocator_params"] = _kv(opts.default_iallocator_params,
+                                                  "--default-iallocator-params")
     simple = {"vg_name": "vg_name", "candidate_pool_size": "candidate_pool_size",
               "max_running_jobs": "max_running_jobs", "max_tracked_jobs": "max_tracked_jobs",
               "mac_prefix": "mac_prefix", "master_netdev": "master_netdev",
@@ -367,6 +434,14 @@ COMMANDS = {
     "info": Command(show_info, "", [opt("--roman", action="store_true", default=False,
                                         help=argparse.SUPPRESS)],
                     "Show cluster configuration", aliases=["show"]),
+    "verify-disks": Command(verify_disks, "", base.SUBMIT_OPTS + [
+        opt("-g", "--node-group", dest="nodegroup", default=None,
+            help="Verify only the disks of this node group's instances")],
+        "Activate the disks of instances with inactive or degraded disks and report"
+        " missing logical volumes"),
+    "repair-disk-sizes": Command(repair_disk_sizes, "[<instance>...]", base.SUBMIT_OPTS,
+                                 "Correct the recorded disk sizes from the nodes' view",
+                                 0, None),
     "verify": Command(verify, "", base.SUBMIT_OPTS + [
         base.VERBOSE_OPT,
         opt("--error-codes", action="store_true", default=False, help="Report error codes"),

@@ -76,6 +76,33 @@ def test_jobqueue(opts: argparse.Namespace, args: list[str]) -> int:
     return constants.EXIT_SUCCESS
 
 
+def test_allocator(opts: argparse.Namespace, args: list[str]) -> int:
+    """OP_TEST_ALLOCATOR: print an allocator's input (--dir in) or its answer (--dir out)."""
+    from corral.client import params
+    disks = []
+    for idx, value in enumerate(v for v in opts.disks.split(",") if v):
+        try:
+            disks.append({"size": params.parse_unit(value), "mode": constants.DISK_RDWR})
+        except errors.GenericError as err:
+            raise errors.OpPrereqError("Invalid disk size for disk %d: %s" % (idx, err),
+                                       errors.ECODE_INVAL) from None
+    nics = []
+    for value in (v for v in opts.nics.split(",") if v):
+        row = (value.split("/") + [None, None, None])[:3]
+        nics.append({"mac": row[0], "ip": row[1] or None, "bridge": row[2] or None})
+    op = opcodes.OpTestAllocator(
+        mode=opts.mode, name=args[0], instances=list(args), memory=params.parse_unit(
+            opts.memory), disks=disks, disk_template=opts.disk_template, nics=nics,
+        os=opts.os, vcpus=opts.vcpus, tags=[t for t in (opts.tags or "").split(",") if t],
+        direction=opts.direction, iallocator=opts.iallocator, evac_mode=opts.evac_mode,
+        target_groups=opts.target_groups or [], spindle_use=opts.spindle_use,
+        count=opts.count)
+    result = base.submit_or_send([op], opts)
+    if result is not None:
+        print(result[0])
+    return constants.EXIT_SUCCESS
+
+
 COMMANDS = {
     "delay": Command(delay, "<duration>", base.SUBMIT_OPTS + [
         opt("--no-master", dest="on_master", action="store_false", default=True,
@@ -95,6 +122,31 @@ COMMANDS = {
         opt("--each", action="store_true", default=False, help="Submit each job separately"),
     ], "Submits jobs built from JSON files of opcodes", 1, None),
     "test-jobqueue": Command(test_jobqueue, "", [], "Test a few aspects of the job queue"),
+    "iallocator": Command(test_allocator, "<instance>...", [
+        base.DRY_RUN_OPT, base.PRIORITY_OPT,
+        opt("--dir", dest="direction", default="in", choices=["in", "out"],
+            help="Show the allocator input (in, nothing is run) or the allocator's answer"
+                 " (out)"),
+        opt("-I", "--iallocator", default=None,
+            help="Allocator to run with --dir out (default: the cluster's)"),
+        opt("-m", "--mode", default="relocate",
+            choices=["allocate", "relocate", "node-evacuate", "change-group",
+                     "multi-allocate"], help="Request type"),
+        opt("--memory", default="128", help="Memory size for the instance (MiB)"),
+        opt("--disks", default="4096,4096", help="Comma separated list of disk sizes (MiB)"),
+        opt("-t", "--disk-template", default=None, help="Disk template of the instance"),
+        opt("--nics", default="00:11:22:33:44:55",
+            help="Comma separated list of nics, each mac/ip/bridge (missing parts: none)"),
+        opt("-o", "--os-type", dest="os", default=None, help="OS of the instance"),
+        opt("-p", "--vcpus", type=int, default=1, help="Number of VCPUs of the instance"),
+        opt("--tags", default=None, help="Comma separated list of tags"),
+        opt("--evac-mode", default="all", choices=["primary-only", "secondary-only", "all"],
+            help="Node evacuation mode"),
+        opt("--target-groups", action="append", default=None,
+            help="Target group for change-group (repeatable)"),
+        opt("--spindle-use", type=int, default=1, help="How many spindles to use"),
+        opt("--count", type=int, default=2, help="How many instances to allocate"),
+    ], "Executes a TestAllocator OpCode", 1, None, aliases=["allocator"]),
 }
 
 

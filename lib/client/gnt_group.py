@@ -95,6 +95,24 @@ def show_info(opts: argparse.Namespace, args: list[str]) -> int:
     return constants.EXIT_SUCCESS
 
 
+def evacuate(opts: argparse.Namespace, args: list[str]) -> int:
+    """OP_GROUP_EVACUATE, then wait for every job it submitted."""
+    client = base.get_client()
+    op = opcodes.OpGroupEvacuate(group_name=args[0], iallocator=opts.iallocator,
+                                 target_groups=opts.to, early_release=opts.early_release,
+                                 sequential=opts.sequential, force_failover=opts.force_failover)
+    result = base.submit_or_send([op], opts, client)
+    if result is None:
+        return constants.EXIT_SUCCESS
+    jobs = (result[0] or {}).get("jobs", [])  # none with --dry-run
+    bad = sum(1 for job in jobs if not base.wait_for_jobs([job], client))
+    if bad == 0:
+        print("All instances evacuated successfully.")
+        return constants.EXIT_SUCCESS
+    print("There were %s errors during the evacuation." % bad)
+    return constants.EXIT_FAILURE
+
+
 def list_tags(opts, args):
     return base.list_tags(constants.TAG_NODEGROUP, args[0], opts)
 
@@ -140,6 +158,18 @@ COMMANDS = {
                            "List the fields available for 'list'", 0, None),
     "info": Command(show_info, "[<group_name>...]", [], "Show information about node groups",
                     0, None, aliases=["show"]),
+    "evacuate": Command(evacuate, "<group_name>", base.SUBMIT_OPTS + [
+        opt("--to", action="append", default=None, metavar="GROUP",
+            help="Target group (repeatable; default: every other group)"),
+        opt("-I", "--iallocator", default=None,
+            help="Instance allocator planning the moves (default: the cluster's)"),
+        opt("--early-release", action="store_true", default=False,
+            help="Release the locks on the old secondaries early (replace-disks)"),
+        opt("--sequential", action="store_true", default=False,
+            help="Run the moves one after the other instead of in parallel"),
+        opt("--force-failover", action="store_true", default=False,
+            help="Fail the instances over instead of migrating them")],
+        "Move all instances out of a node group into other groups", 1, 1),
     "list-tags": Command(list_tags, "<group_name>", [], "List the tags of a group", 1, 1),
     "add-tags": Command(add_tags, "<group_name> <tag>...", base.SUBMIT_OPTS + [base.TAG_SRC_OPT],
                         "Add tags to a group", 1, None),

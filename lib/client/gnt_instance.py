@@ -158,6 +158,38 @@ def recreate_disks(opts: argparse.Namespace, args: list[str]) -> int:
     return constants.EXIT_SUCCESS
 
 
+def replace_disks(opts: argparse.Namespace, args: list[str]) -> int:
+    """One of -p, -s, -a, -n NODE or -I picks the mode (Ganeti's ReplaceDisks)."""
+    try:
+        disks = [int(i) for i in opts.disks.split(",")] if opts.disks else []
+    except ValueError:
+        raise errors.OpPrereqError("Invalid disk index passed: '%s'" % opts.disks,
+                                   errors.ECODE_INVAL) from None
+    chosen = [opts.on_primary, opts.on_secondary, opts.auto, opts.dst_node is not None,
+              opts.iallocator is not None].count(True)
+    if chosen != 1:
+        raise errors.OpPrereqError("One and only one of the -p, -s, -a, -n and -I options"
+                                   " must be passed", errors.ECODE_INVAL)
+    if opts.on_primary:
+        mode = "replace_on_primary"
+    elif opts.on_secondary:
+        mode = "replace_on_secondary"
+    elif opts.auto:
+        mode = "replace_auto"
+        if disks:
+            raise errors.OpPrereqError("Cannot specify disks when using automatic mode",
+                                       errors.ECODE_INVAL)
+    else:
+        mode = "replace_new_secondary"
+    op = opcodes.OpInstanceReplaceDisks(instance_name=args[0], disks=disks,
+                                        remote_node=opts.dst_node, mode=mode,
+                                        iallocator=opts.iallocator,
+                                        early_release=opts.early_release,
+                                        ignore_ipolicy=opts.ignore_ipolicy)
+    base.submit_or_send([op], opts)
+    return constants.EXIT_SUCCESS
+
+
 def modify(opts: argparse.Namespace, args: list[str]) -> int:
     if opts.offline and opts.online:
         raise errors.OpPrereqError("Can't use --online and --offline at the same time",
@@ -426,6 +458,125 @@ def remove_tags(opts, args):
     return base.remove_tags(constants.TAG_INSTANCE, args[0], opts, args[1:])
 
 
+# ---- mobility: migrate, failover, move (spec/cli.md §4) ----------------------------------
+
+_MIGRATE_MSG = ("Instance %s will be migrated. Note that migration might impact the instance"
+                " if anything goes wrong (e.g. due to bugs in the hypervisor). Continue?")
+_CLEANUP_MSG = ("Instance %s will be recovered from a failed migration. Note that the"
+                " migration procedure (including cleanup) might impact the instance if"
+                " anything goes wrong (e.g. due to bugs in the hypervisor). Continue?")
+_FAILOVER_MSG = ("Failover will happen to image %s. This requires a shutdown of the instance."
+                 " Continue?")
+_MOVE_MSG = "Instance %s will be moved. This requires a shutdown of the instance. Continue?"
+
+
+def migrate(opts: argparse.Namespace, args: list[str]) -> int:
+    if not opts.force and not base.ask_user((_CLEANUP_MSG if opts.cleanup else _MIGRATE_MSG)
+                                            % args[0]):
+        return constants.EXIT_FAILURE
+    if not opts.live and opts.migration_mode is not None:
+        raise errors.OpPrereqError("Only one of the --non-live and --migration-mode options can"
+                                   " be passed", errors.ECODE_INVAL)
+    mode = "non-live" if not opts.live else opts.migration_mode
+    op = opcodes.OpInstanceMigrate(
+        instance_name=args[0], mode=mode, cleanup=opts.cleanup, iallocator=opts.iallocator,
+        target_node=opts.dst_node, allow_failover=opts.allow_failover,
+        allow_runtime_changes=opts.allow_runtime_chgs, ignore_ipolicy=opts.ignore_ipolicy,
+        ignore_hvversions=opts.ignore_hvversions)
+    base.submit_or_send([op], opts)
+    return constants.EXIT_SUCCESS
+
+
+def failover(opts: argparse.Namespace, args: list[str]) -> int:
+    if not opts.force:
+        _query_names([args[0]])
+        if not base.ask_user(_FAILOVER_MSG % args[0]):
+            return constants.EXIT_FAILURE
+    op = opcodes.OpInstanceFailover(
+        instance_name=args[0], ignore_consistency=opts.ignore_consistency,
+        shutdown_timeout=opts.shutdown_timeout, iallocator=opts.iallocator,
+        target_node=opts.dst_node, cleanup=opts.cleanup, ignore_ipolicy=opts.ignore_ipolicy)
+    base.submit_or_send([op], opts)
+    return constants.EXIT_SUCCESS
+
+
+def move(opts: argparse.Namespace, args: list[str]) -> int:
+    if not opts.dst_node:
+        raise errors.OpPrereqError("Target node (-n) is required for move", errors.ECODE_INVAL)
+    if not opts.force and not base.ask_user(_MOVE_MSG % args[0]):
+        return constants.EXIT_FAILURE
+    op = opcodes.OpInstanceMove(
+        instance_name=args[0], target_node=opts.dst_node, compress=opts.compress,
+        shutdown_timeout=opts.shutdown_timeout, ignore_consistency=opts.ignore_consistency,
+        ignore_ipolicy=opts.ignore_ipolicy)
+    base.submit_or_send([op], opts)
+    return constants.EXIT_SUCCESS
+
+
+# ---- allocation: batch-create, change-group ------------------------------------------------
+
+def _wait_submitted(result: list | None, client: Any) -> int | None:
+    """Number of failed jobs among those an opcode submitted; None with --submit."""
+    if result is None:
+        return None
+    jobs = (result[0] or {}).get("jobs", [])  # none with --dry-run
+    return sum(1 for job in jobs if not base.wait_for_jobs([job], client))
+
+
+def _batch_ops(path: str) -> list[dict]:
+    """OP_INSTANCE_CREATE dicts from a batch file: a JSON list, or {"instances": [...]}."""
+    from corral import serializer
+    try:
+        with open(path) as fh:
+            data = serializer.loads(fh.read())
+    except (OSError, ValueError) as err:
+        raise errors.OpPrereqError("Can't parse the instance definition file: %s" % err,
+                                   errors.ECODE_INVAL) from None
+    if isinstance(data, dict):
+        data = data.get("instances")
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        raise errors.OpPrereqError("The instance definition file is not a list of instance"
+                                   " dicts (or {\"instances\": [...]})", errors.ECODE_INVAL)
+    known = {p.name for p in opcodes.OpInstanceCreate.all_params()}
+    ops = []
+    for idx, inst in enumerate(data):
+        unknown = sorted(set(inst) - known - {"OP_ID"})
+        if unknown:
+            raise errors.OpPrereqError("Unknown fields in definition %s: %s" %
+                                       (idx, ", ".join(unknown)), errors.ECODE_INVAL)
+        op = opcodes.from_dict(dict(inst, OP_ID="OP_INSTANCE_CREATE",
+                                    mode=inst.get("mode", "create")))
+        ops.append({k: v for k, v in op.to_dict().items() if k != "OP_ID"})
+    return ops
+
+
+def batch_create(opts: argparse.Namespace, args: list[str]) -> int:
+    client = base.get_client()
+    op = opcodes.OpInstanceMultiAlloc(iallocator=opts.iallocator, instances=_batch_ops(args[0]))
+    bad = _wait_submitted(base.submit_or_send([op], opts, client), client)
+    if bad is None:
+        return constants.EXIT_SUCCESS
+    if bad == 0:
+        print("All instances created successfully.")
+        return constants.EXIT_SUCCESS
+    print("There were %s errors during the creation." % bad)
+    return constants.EXIT_FAILURE
+
+
+def change_group(opts: argparse.Namespace, args: list[str]) -> int:
+    client = base.get_client()
+    op = opcodes.OpInstanceChangeGroup(instance_name=args[0], iallocator=opts.iallocator,
+                                       target_groups=opts.to, early_release=opts.early_release)
+    bad = _wait_submitted(base.submit_or_send([op], opts, client), client)
+    if bad is None:
+        return constants.EXIT_SUCCESS
+    if bad == 0:
+        print("Instance '%s' changed group successfully." % args[0])
+        return constants.EXIT_SUCCESS
+    print("There were %s errors while changing group of instance '%s'." % (bad, args[0]))
+    return constants.EXIT_FAILURE
+
+
 # ---- command table ------------------------------------------------------------------------
 
 _NAME_CHECK_OPTS = [
@@ -480,7 +631,9 @@ _ADD_OPTS = base.SUBMIT_OPTS + _NAME_CHECK_OPTS + _OS_PARAM_OPTS + [
     opt("--no-nics", action="store_true", default=False, help="Create an instance without NICs"),
     opt("-o", "--os-type", dest="os", default=None, help="OS to install: NAME[+VARIANT]"),
     opt("-n", "--node", default=None, help="Primary node (PNODE[:SNODE])"),
-    opt("-I", "--iallocator", default=None, help="Instance allocator to choose the nodes"),
+    opt("-I", "--iallocator", default=None,
+        help="Instance allocator choosing the nodes when -n is not given ('.' or none: the"
+             " cluster's default_iallocator, the built-in 'builtin' while unset)"),
     opt("-g", "--node-group", dest="nodegroup", default=None, help="Node group to allocate in"),
     opt("-H", "--hypervisor-parameters", dest="hypervisor", default=None,
         help="Hypervisor and its parameters: HV[:key=val,...]"),
@@ -532,6 +685,15 @@ _MODIFY_OPTS = base.SUBMIT_OPTS + _OS_PARAM_OPTS + [
     opt("--hotplug", action="store_true", default=False, help="Hotplug devices"),
     opt("--hotplug-if-possible", action="store_true", default=False,
         help="Hotplug devices where possible"),
+]
+
+_MOBILITY_OPTS = [
+    base.FORCE_OPT,
+    opt("-n", "--target-node", dest="dst_node", default=None,
+        help="Target node (for shared-storage and local-disk templates)"),
+    opt("-I", "--iallocator", default=None, help="Instance allocator to choose the target"),
+    opt("--ignore-ipolicy", action="store_true", default=False,
+        help="Ignore the instance policy"),
 ]
 
 COMMANDS = {
@@ -601,6 +763,24 @@ COMMANDS = {
         opt("-n", "--node", default=None, help="New node(s) for the disks (colon separated)"),
         opt("-I", "--iallocator", default=None, help="Instance allocator for the new nodes")],
         "Recreate missing disks of a stopped instance", 1, 1),
+    "replace-disks": Command(replace_disks, "<instance>", base.SUBMIT_OPTS + [
+        opt("-p", "--on-primary", action="store_true", default=False,
+            help="Replace the disks on the primary node (DRBD)"),
+        opt("-s", "--on-secondary", action="store_true", default=False,
+            help="Replace the disks on the secondary node (DRBD)"),
+        opt("-a", "--auto", action="store_true", default=False,
+            help="Replace the disks on whichever node reports them faulty"),
+        opt("-n", "--new-secondary", dest="dst_node", default=None,
+            help="Move the secondary to this node (all disks)"),
+        opt("-I", "--iallocator", default=None,
+            help="Choose the new secondary with this instance allocator"),
+        opt("--disks", default=None,
+            help="Comma separated disk indices to replace (default all)"),
+        opt("--early-release", action="store_true", default=False,
+            help="Release the locks of the old nodes before waiting for the sync"),
+        opt("--ignore-ipolicy", action="store_true", default=False,
+            help="Ignore the instance policy")],
+        "Replace the disks of a DRBD instance (on a node, or onto a new secondary)", 1, 1),
     "console": Command(console, "<instance>", [
         opt("--show-cmd", dest="show_command", action="store_true", default=False,
             help="Print the command that attaches to the console instead of running it")],
@@ -608,9 +788,64 @@ COMMANDS = {
     "list-tags": Command(list_tags, "<instance>", [], "List the tags of an instance", 1, 1),
     "add-tags": Command(add_tags, "<instance> <tag>...", base.SUBMIT_OPTS + [base.TAG_SRC_OPT],
                         "Add tags to an instance", 1, None),
+    "migrate": Command(migrate, "<instance>", base.SUBMIT_OPTS + _MOBILITY_OPTS + [
+        opt("--non-live", dest="live", action="store_false", default=True,
+            help="Do a non-live migration (this usually means freeze the instance, save the"
+                 " state, transfer and only then resume running on the secondary node)"),
+        opt("--migration-mode", default=None, choices=["live", "non-live"],
+            help="Override the default migration mode (hypervisor parameter"
+                 " migration_mode)"),
+        opt("--cleanup", action="store_true", default=False,
+            help="Instead of performing the migration, try to recover from a failed migration:"
+                 " find where the instance really runs and fix the configuration"),
+        opt("--allow-failover", action="store_true", default=False,
+            help="If migration is not possible fall back to failover"),
+        opt("--no-runtime-changes", dest="allow_runtime_chgs", action="store_false",
+            default=True, help="Don't allow runtime changes of the instance (memory"
+                               " ballooning) during the migration"),
+        opt("--ignore-hvversions", action="store_true", default=False,
+            help="Ignore differences between the hypervisor versions of source and target")],
+        "Migrate an instance to another node without stopping it (live migration); local"
+        " disks (file) travel along with -n", 1, 1),
+    "failover": Command(failover, "<instance>", base.SUBMIT_OPTS + _MOBILITY_OPTS + [
+        _SHUTDOWN_TIMEOUT_OPT,
+        opt("--ignore-consistency", action="store_true", default=False,
+            help="Ignore the consistency of the disks and a failed shutdown on the source"
+                 " (the primary node is down)"),
+        opt("--cleanup", action="store_true", default=False,
+            help="Recover from a failed migration or failover: find where the instance"
+                 " really runs and fix the configuration")],
+        "Stop an instance and start it on another node (its secondary, or -n for shared"
+        " storage)", 1, 1),
+    "move": Command(move, "<instance>", base.SUBMIT_OPTS + [
+        base.FORCE_OPT, _SHUTDOWN_TIMEOUT_OPT,
+        opt("-n", "--target-node", dest="dst_node", default=None,
+            help="Node to move the instance to (required)"),
+        opt("--ignore-consistency", action="store_true", default=False,
+            help="Continue even if the instance cannot be shut down on the source"),
+        opt("--compress", default="none", choices=["none", "gzip", "gzip-fast", "gzip-slow"],
+            help="Compression of the disk data between the nodes (default none)"),
+        opt("--ignore-ipolicy", action="store_true", default=False,
+            help="Ignore the instance policy")],
+        "Move an instance with local disks to another node (stops it, copies the disks over"
+        " an encrypted stream between the node daemons)", 1, 1),
     "remove-tags": Command(remove_tags, "<instance> <tag>...",
                            base.SUBMIT_OPTS + [base.TAG_SRC_OPT],
                            "Remove tags from an instance", 1, None),
+    "batch-create": Command(batch_create, "<instances_file.json>", base.SUBMIT_OPTS + [
+        opt("-I", "--iallocator", default=None,
+            help="Instance allocator placing the instances that name no nodes (default: the"
+                 " cluster's)")],
+        "Create many instances from a JSON file (a list of instance creation parameter"
+        " dicts, or {\"instances\": [...]}), placed by one allocator run", 1, 1),
+    "change-group": Command(change_group, "<instance>", base.SUBMIT_OPTS + [
+        opt("--to", action="append", default=None, metavar="GROUP",
+            help="Target group (repeatable; default: every other group)"),
+        opt("-I", "--iallocator", default=None,
+            help="Instance allocator choosing the new nodes (default: the cluster's)"),
+        opt("--early-release", action="store_true", default=False,
+            help="Release the locks on the old secondaries early (replace-disks)")],
+        "Move an instance to another node group", 1, 1),
 }
 
 

@@ -205,7 +205,7 @@ class LUInstanceCreate(LogicalUnit):
         """Run the allocator for this instance, then keep only the chosen nodes' locks."""
         request = iallocator.create_request(self.cfg, self.op, self.name)
         name = iallocator.resolve_name(self.cfg, self.op.iallocator)
-        nodes = iallocator.run_for_lu(self, name, request, "nodes")
+        nodes = iallocator.allocate_new_instance(self, name, request)
         self.log_info("Selected nodes for instance %s via iallocator %s: %s",
                       self.name, name, ", ".join(nodes))
         self.pnode = expand_node(self.cfg, nodes[0])

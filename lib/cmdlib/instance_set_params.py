@@ -10,9 +10,11 @@ import copy
 from typing import Any, Callable
 
 from corral import constants, errors, objects, osdef
+from corral.cmdlib import instance_convert
 from corral.cmdlib import instance_create as ic
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
+from corral.cmdlib.base import expand_node
 from corral.hypervisor import hvparams
 
 ADD, MODIFY, REMOVE = "add", "modify", "remove"
@@ -78,10 +80,16 @@ class LUInstanceSetParams(iu.InstanceLU):
 
     def check_arguments(self) -> None:
         op = self.op
-        for name in ("disk_template", "pnode", "remote_node", "iallocator"):
+        for name in ("pnode", "iallocator"):
             if getattr(op, name):
                 raise errors.OpPrereqError("Changing '%s' is not supported yet" % name,
                                            errors.ECODE_INVAL)
+        if op.remote_node and not op.disk_template:
+            raise errors.OpPrereqError("A secondary node (-n) is only used with a disk"
+                                       " template conversion (-t)", errors.ECODE_INVAL)
+        if op.disk_template and op.disks:
+            raise errors.OpPrereqError("Disk template conversion and other disk changes are"
+                                       " not supported at the same time", errors.ECODE_INVAL)
         if op.runtime_mem is not None:
             raise errors.OpPrereqError("Changing the runtime memory is not supported yet",
                                        errors.ECODE_INVAL)
@@ -92,8 +100,19 @@ class LUInstanceSetParams(iu.InstanceLU):
         self.nic_mods = normalize_mods(op.nics, "NIC")
         if not (self.disk_mods or self.nic_mods or op.beparams or op.hvparams
                 or op.osparams is not None or op.osparams_private is not None
-                or op.os_name or op.offline is not None):
+                or op.os_name or op.offline is not None or op.disk_template):
             raise errors.OpPrereqError("No changes submitted", errors.ECODE_INVAL)
+
+    def expand_names(self) -> None:
+        super().expand_names()
+        self.remote = expand_node(self.cfg, self.op.remote_node) if self.op.remote_node \
+            else None
+
+    def lock_node_uuids(self, inst: objects.Instance) -> list[str]:
+        nodes = list(inst.all_nodes)
+        if self.remote is not None and self.remote.uuid not in nodes:
+            nodes.append(self.remote.uuid)
+        return nodes
 
     # ---- prerequisites ---------------------------------------------------------------
 
@@ -104,6 +123,12 @@ class LUInstanceSetParams(iu.InstanceLU):
         self.new = objects.Instance.from_dict(inst.to_dict())
         self.added: list[objects.Disk] = []
         self.removed: list[objects.Disk] = []
+        self.conversion = None
+        if self.op.disk_template:
+            self.conversion = instance_convert.TemplateConversion(
+                self, self.op.disk_template, self.remote.uuid if self.remote else None)
+            self.conversion.check()
+            self.result.append(["disk_template", self.op.disk_template])
         self._check_offline()
         self._check_beparams()
         self._check_hvparams()
@@ -295,6 +320,9 @@ class LUInstanceSetParams(iu.InstanceLU):
 
     def exec(self, feedback_fn: Callable[[str], None]) -> list[list]:
         inst = self.instance
+        if self.conversion is not None:
+            self.conversion.run(feedback_fn, self.op.wait_for_sync)
+            self.new.disks, self.new.disks_active = inst.disks, inst.disks_active
         if self.added:
             ist.create_disks(self, inst, self.added)
         if self.removed and not ist.remove_disks(self, inst, self.removed,

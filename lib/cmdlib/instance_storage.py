@@ -1,24 +1,34 @@
 """Instance disks: generating disk objects, creating/removing/activating them, and
 the LUs activate-disks, deactivate-disks, grow-disk and recreate-disks.
 
-Templates handled here: diskless, file, sharedfile, blockdev (adoption) and
-plain.  A template whose generator is missing is refused with a message naming
-it (drbd, rbd, ext... come with their storage issue).  Disks of these templates
-live on the primary node only (or on storage every node sees), so every node
-operation goes to the primary.
+Templates handled here: diskless, file, sharedfile, blockdev (adoption),
+plain, drbd, ext and rbd (doc/design-storage-ops.md).  DRBD disks live on the
+primary and the secondary: they are created on the secondary first, removed
+and shut down on both, assembled on the secondary (connected, not opened)
+before the primary.  Every other template lives on the primary only (or on
+storage every node sees, created once through the primary).
 """
 
 import os
+import secrets
+import threading
 from typing import Any, Callable
 
 from corral import config, constants, errors, objects
+from corral.cmdlib import cluster as cluster_lu
 from corral.cmdlib import instance_utils as iu
 from corral.cmdlib.base import expand_node
 from corral.utils import io
 
 SUPPORTED_TEMPLATES = frozenset([constants.DT_DISKLESS, constants.DT_FILE,
                                  constants.DT_SHARED_FILE, constants.DT_BLOCK,
-                                 constants.DT_PLAIN])
+                                 constants.DT_PLAIN, constants.DT_DRBD8, constants.DT_EXT,
+                                 constants.DT_RBD])
+# The node storage each template needs (storage.verify_environment types).
+TEMPLATE_DEV_TYPES = {constants.DT_PLAIN: ["plain"], constants.DT_DRBD8: ["drbd"],
+                      constants.DT_EXT: ["ext"], constants.DT_RBD: ["rbd"]}
+DRBD_SECRET_BYTES = 20
+SYNC_POLL_SECONDS = 2.0
 GROWABLE_TEMPLATES = frozenset([constants.DT_FILE, constants.DT_SHARED_FILE, constants.DT_PLAIN,
                                 constants.DT_DRBD8, constants.DT_RBD, constants.DT_EXT])
 _DISK_KEYS = frozenset(["size", "mode", "adopt", "name", "vg", "metavg", "spindles",
@@ -94,25 +104,63 @@ def file_storage_dir(cluster: objects.Cluster, template: str, inst_name: str,
     return path
 
 
+class DrbdAllocator:
+    """Minors, ports and secrets for new DRBD disks, reserved for one job.
+
+    Minors and ports are the configuration's job-scoped reservations
+    (released at the job's end unless the disks entered the config).
+    """
+
+    def __init__(self, cfg: Any, ec_id: Any) -> None:
+        self.cfg = cfg
+        self.ec_id = ec_id
+
+    def minors(self, node_uuids: list[str]) -> list[int]:
+        return self.cfg.allocate_drbd_minors(self.ec_id, node_uuids)
+
+    def port(self) -> int:
+        return self.cfg.allocate_port(self.ec_id)
+
+    @staticmethod
+    def secret() -> str:
+        return secrets.token_hex(DRBD_SECRET_BYTES)
+
+
 def generate_disks(cluster: objects.Cluster, template: str, inst_name: str, specs: list[dict],
                    pnode_uuid: str, base_index: int = 0, file_subdir: str | None = None,
-                   file_driver: str | None = None) -> list[objects.Disk]:
-    """New Disk objects for ``specs`` (validated by check_disk_spec); nothing is created."""
+                   file_driver: str | None = None, snode_uuid: str | None = None,
+                   alloc: DrbdAllocator | None = None) -> list[objects.Disk]:
+    """New Disk objects for ``specs`` (validated by check_disk_spec); nothing is created.
+
+    DRBD needs ``snode_uuid``; its minors, port and secret stay None until
+    ``allocate_drbd_ids`` (done here when ``alloc`` is given: reserving them is
+    the only side effect), so prerequisite checks can generate disks freely.
+    """
     if template == constants.DT_DISKLESS:
         if specs:
             raise errors.OpPrereqError("Diskless instance but disk information passed",
                                        errors.ECODE_INVAL)
         return []
     if template not in SUPPORTED_TEMPLATES:
-        raise errors.OpPrereqError("Disk template '%s' is not supported yet (supported: %s)" %
+        raise errors.OpPrereqError("Disk template '%s' is not supported (supported: %s)" %
                                    (template, ", ".join(sorted(SUPPORTED_TEMPLATES))),
                                    errors.ECODE_INVAL)
+    if template == constants.DT_DRBD8:
+        if snode_uuid is None or snode_uuid == pnode_uuid:
+            raise errors.OpPrereqError("The drbd disk template needs a secondary node"
+                                       " different from the primary", errors.ECODE_INVAL)
+        disks = [_drbd_disk(cluster, spec, base_index + i, pnode_uuid, snode_uuid)
+                 for i, spec in enumerate(specs)]
+        if alloc is not None:
+            allocate_drbd_ids(disks, alloc)
+        return disks
     if template in constants.DTS_FILEBASED:
         directory = file_storage_dir(cluster, template, inst_name, file_subdir)
     out = []
     for offset, spec in enumerate(specs):
         idx = base_index + offset
         uuid = config.new_uuid()
+        params: dict = {}
         if template in constants.DTS_FILEBASED:
             lid = [file_driver or iu.FILE_DRIVER_DEFAULT,
                    os.path.join(directory, "%s.disk%d" % (uuid, idx))]
@@ -122,17 +170,113 @@ def generate_disks(cluster: objects.Cluster, template: str, inst_name: str, spec
                                            " path, got '%s'" % (idx, spec.get("adopt")),
                                            errors.ECODE_INVAL)
             lid = ["manual", os.path.normpath(spec["adopt"])]
+        elif template == constants.DT_EXT:
+            lid, params = _ext_logical_id(spec, uuid, idx)
+        elif template == constants.DT_RBD:
+            lid = ["rbd", "%s.rbd.disk%d" % (uuid, idx)]
         else:
-            vg = spec.get("vg") or cluster.volume_group_name
-            if not vg:
-                raise errors.OpPrereqError("No volume group given for disk %d and the cluster"
-                                           " has none" % idx, errors.ECODE_INVAL)
-            lid = [vg, spec.get("adopt") or "%s.disk%d" % (uuid, idx)]
+            lid = [_vg(cluster, spec, idx), spec.get("adopt") or "%s.disk%d" % (uuid, idx)]
         out.append(objects.Disk(uuid=uuid, name=spec.get("name"), dev_type=template,
                                 logical_id=lid, iv_name="disk/%d" % idx, size=spec["size"],
-                                mode=spec.get("mode", constants.DISK_RDWR),
+                                mode=spec.get("mode", constants.DISK_RDWR), params=params,
                                 spindles=spec.get("spindles"), nodes=[pnode_uuid]))
     return out
+
+
+def _vg(cluster: objects.Cluster, spec: dict, idx: int) -> str:
+    vg = spec.get("vg") or cluster.volume_group_name
+    if not vg:
+        raise errors.OpPrereqError("No volume group given for disk %d and the cluster"
+                                   " has none" % idx, errors.ECODE_INVAL)
+    return vg
+
+
+def _ext_logical_id(spec: dict, uuid: str, idx: int) -> tuple[list, dict]:
+    """(provider, volume) and the provider parameters (every key Corral does not know)."""
+    provider = spec.get("provider")
+    if not provider:
+        raise errors.OpPrereqError("Disk %d: the ext template needs provider=NAME" % idx,
+                                   errors.ECODE_INVAL)
+    ext_params = {k: v for k, v in spec.items()
+                  if k not in _DISK_KEYS and k not in ("provider",)}
+    return [provider, "%s.disk%d" % (uuid, idx)], {"ext_params": ext_params}
+
+
+def allocate_drbd_ids(disks: list[objects.Disk], alloc: DrbdAllocator) -> None:
+    """Fill the port, minors and secret of DRBD disks whose logical_id lacks them."""
+    for disk in disks:
+        if disk.dev_type != constants.DT_DRBD8 or disk.logical_id[2] is not None:
+            continue
+        pnode, snode = disk.logical_id[:2]
+        pminor, sminor = alloc.minors([pnode, snode])
+        disk.logical_id = [pnode, snode, alloc.port(), pminor, sminor, alloc.secret()]
+
+
+def _drbd_disk(cluster: objects.Cluster, spec: dict, idx: int, pnode: str,
+               snode: str) -> objects.Disk:
+    """One DRBD disk: data LV (size) + meta LV (128 MiB) under a minor/port/secret."""
+    dparams = cluster_lu.filled_diskparams(cluster)[constants.DT_DRBD8]
+    vg = _vg(cluster, spec, idx)
+    metavg = spec.get("metavg") or cluster.diskparams.get(constants.DT_DRBD8, {}).get(
+        "metavg") or vg
+    uuid = config.new_uuid()
+    nodes = [pnode, snode]
+    data = objects.Disk(uuid=config.new_uuid(), dev_type=constants.DT_PLAIN,
+                        logical_id=[vg, "%s.disk%d_data" % (uuid, idx)], size=spec["size"],
+                        params={"stripes": int(dparams["data-stripes"])}, nodes=list(nodes))
+    meta = objects.Disk(uuid=config.new_uuid(), dev_type=constants.DT_PLAIN,
+                        logical_id=[metavg, "%s.disk%d_meta" % (uuid, idx)],
+                        size=constants.DRBD_META_SIZE,
+                        params={"stripes": int(dparams["meta-stripes"])}, nodes=list(nodes))
+    lid = [pnode, snode, None, None, None, None]
+    return objects.Disk(uuid=uuid, name=spec.get("name"), dev_type=constants.DT_DRBD8,
+                        logical_id=lid, children=[data, meta], iv_name="disk/%d" % idx,
+                        size=spec["size"], mode=spec.get("mode", constants.DISK_RDWR),
+                        spindles=spec.get("spindles"), nodes=list(nodes))
+
+
+def space_needed(disks: list[objects.Disk]) -> dict[str, int]:
+    """MiB each volume group needs on every node of the disks (plain: size; drbd: the
+    data and meta volumes)."""
+    out: dict[str, int] = {}
+    for disk in disks:
+        if disk.dev_type == constants.DT_PLAIN and disk.logical_id:
+            out[disk.logical_id[0]] = out.get(disk.logical_id[0], 0) + int(disk.size)
+        for child in disk.children:
+            for vg, size in space_needed([child]).items():
+                out[vg] = out.get(vg, 0) + size
+    return out
+
+
+def check_node_storage(lu, node_uuids: list[str], template: str,
+                       disks: list[objects.Disk]) -> None:
+    """OpPrereqError naming every node that cannot hold ``template`` disks, and why.
+
+    Asks each node (one call, in parallel) whether the storage tools, kernel
+    modules, ExtStorage providers and volume group space the disks need are
+    there; nothing is changed.
+    """
+    dev_types = TEMPLATE_DEV_TYPES.get(template)
+    if not dev_types:
+        return
+    params: dict = {}
+    if template == constants.DT_EXT:
+        providers = sorted({d.logical_id[0] for d in disks if d.logical_id})
+        params = {"ext": {"provider": providers[0]}} if len(providers) == 1 else {}
+    args = {"dev_types": dev_types, "vgs": space_needed(disks) or None,
+            "params": params or None}
+    names = [iu.node_name(lu.cfg, u) for u in node_uuids]
+    results = lu.rpc.call("storage_check", names, args)
+    problems = []
+    for name in names:
+        res = results[name]
+        if res.failed:
+            problems.append("node %s: cannot check its storage: %s" % (name, res.fail_msg))
+        else:
+            problems += ["node %s: %s" % (name, msg) for msg in res.data or []]
+    if problems:
+        raise errors.OpPrereqError("Disk template %s cannot be used: %s" %
+                                   (template, "; ".join(problems)), errors.ECODE_ENVIRON)
 
 
 def renumber_disks(disks: list[objects.Disk]) -> None:
@@ -146,51 +290,112 @@ def _pnode_name(lu, inst: objects.Instance) -> str:
     return iu.node_name(lu.cfg, inst.primary_node)
 
 
+def disk_rpc(cfg, disk: objects.Disk) -> dict:
+    """iu.disk_rpc plus what the node needs to set the disk up: the cluster's disk
+    parameters for its template under the disk's own, and for DRBD the two ends
+    (``drbd_nodes``: node UUID -> [name, secondary IP]; the node picks its side).
+    """
+    cluster = cfg.get_cluster_info()
+    out = iu.disk_rpc(cluster, disk)
+    defaults = cluster_lu.filled_diskparams(cluster).get(disk.dev_type, {})
+    out["params"] = objects.fill_dict(defaults, out["params"])
+    if disk.dev_type == constants.DT_DRBD8 and disk.logical_id:
+        ends = {}
+        for uuid in disk.logical_id[:2]:
+            node = cfg.get_node_info(uuid)
+            ends[uuid] = [node.name if node else uuid,
+                          (node.secondary_ip or node.primary_ip) if node else None]
+        out["params"]["drbd_nodes"] = ends
+        out["children"] = [disk_rpc(cfg, c) for c in disk.children]
+    if disk.dev_type == constants.DT_EXT:
+        out["params"].update(name=disk.name, uuid=disk.uuid)
+    return out
+
+
 def _rpc_disks(lu, disks: list[objects.Disk]) -> list[dict]:
-    cluster = lu.cfg.get_cluster_info()
-    return [iu.disk_rpc(cluster, d) for d in disks]
+    return [disk_rpc(lu.cfg, d) for d in disks]
+
+
+def _secondaries(disks: list[objects.Disk], primary: str) -> list[str]:
+    """Nodes other than ``primary`` holding a part of ``disks`` (DRBD peers)."""
+    out: list[str] = []
+    for disk in disks:
+        if disk.dev_type == constants.DT_DRBD8 and disk.logical_id:
+            out += [n for n in disk.logical_id[:2] if n != primary and n not in out]
+    return out
 
 
 def create_disks(lu, inst: objects.Instance, disks: list[objects.Disk] | None = None,
                  node_uuid: str | None = None) -> None:
-    """Create ``disks`` (default: all of the instance's) on its primary (or ``node_uuid``).
+    """Create ``disks`` (default: all of the instance's) on its primary (or ``node_uuid``),
+    DRBD disks on their secondary first.
 
-    All or nothing: on failure the node has removed what this call created, and
-    OpExecError says why.  Adopted block devices are only checked.
+    All or nothing: on failure the nodes have removed what this call created,
+    and OpExecError says why.  Adopted block devices are only checked.
     """
     disks = inst.disks if disks is None else disks
     if not disks:
         return
-    node = iu.node_name(lu.cfg, node_uuid or inst.primary_node)
-    res = lu.rpc.call_one("blockdev_create", node,
-                          {"disks": _rpc_disks(lu, disks), "info": "instance %s" % inst.name})
-    if res.failed:
-        raise errors.OpExecError("Can't create disks of instance %s on node %s: %s" %
-                                 (inst.name, res.node, res.fail_msg))
+    primary = node_uuid or inst.primary_node
+    done: list[str] = []
+    info = "instance %s" % inst.name
+    try:
+        for node_uuid_ in _secondaries(disks, primary) + [primary]:
+            node = iu.node_name(lu.cfg, node_uuid_)
+            res = lu.rpc.call_one("blockdev_create", node,
+                                  {"disks": _rpc_disks(lu, disks), "info": info,
+                                   "on_primary": node_uuid_ == primary})
+            if res.failed:
+                raise errors.OpExecError("Can't create disks of instance %s on node %s: %s" %
+                                         (inst.name, res.node, res.fail_msg))
+            done.append(node)
+    except errors.OpExecError:
+        for node in done:
+            res = lu.rpc.call_one("blockdev_remove", node, {"disks": _rpc_disks(lu, disks)})
+            if res.failed:
+                lu.log_warning("Could not remove the new disks on node %s: %s" %
+                               (node, res.fail_msg))
+        raise
 
 
 def remove_disks(lu, inst: objects.Instance, disks: list[objects.Disk] | None = None,
                  ignore_failures: bool = False) -> bool:
-    """Remove ``disks`` (default: all) from the primary; False (warned) on failure."""
+    """Remove ``disks`` (default: all) from the primary and DRBD secondaries; False
+    (warned) on failure; offline nodes are skipped (warned)."""
     disks = inst.disks if disks is None else disks
     if not disks:
         return True
-    res = lu.rpc.call_one("blockdev_remove", _pnode_name(lu, inst),
-                          {"disks": _rpc_disks(lu, disks)})
-    if res.failed:
-        msg = "Could not remove disks of instance %s on node %s: %s" % (
-            inst.name, res.node, res.fail_msg)
-        if not ignore_failures:
-            raise errors.OpExecError(msg)
-        lu.log_warning(msg)
-        return False
-    return True
+    ok = True
+    for node_uuid in [inst.primary_node] + _secondaries(disks, inst.primary_node):
+        node = lu.cfg.get_node_info(node_uuid)
+        if node is not None and node.offline and node_uuid != inst.primary_node:
+            lu.log_warning("Not removing the disks of %s on offline node %s" %
+                           (inst.name, node.name))
+            continue
+        res = lu.rpc.call_one("blockdev_remove", iu.node_name(lu.cfg, node_uuid),
+                              {"disks": _rpc_disks(lu, disks)})
+        if res.failed:
+            msg = "Could not remove disks of instance %s on node %s: %s" % (
+                inst.name, res.node, res.fail_msg)
+            if not ignore_failures:
+                raise errors.OpExecError(msg)
+            lu.log_warning(msg)
+            ok = False
+    return ok
 
 
 def assemble_disks(lu, inst: objects.Instance) -> list[list]:
-    """Activate all disks on the primary; ``[[node, iv_name, path], ...]``."""
+    """Activate all disks (DRBD secondaries first, connected but not opened, then the
+    primary); ``[[node, iv_name, path], ...]`` of the primary."""
     if not inst.disks:
         return []
+    for node_uuid in _secondaries(inst.disks, inst.primary_node):
+        res = lu.rpc.call_one("blockdev_assemble", iu.node_name(lu.cfg, node_uuid),
+                              {"disks": _rpc_disks(lu, inst.disks), "as_primary": False})
+        if res.failed:
+            raise errors.OpExecError("Cannot activate block devices of instance %s on"
+                                     " secondary node %s: %s" % (inst.name, res.node,
+                                                                  res.fail_msg))
     res = lu.rpc.call_one("blockdev_assemble", _pnode_name(lu, inst),
                           {"disks": _rpc_disks(lu, inst.disks)})
     if res.failed:
@@ -200,16 +405,70 @@ def assemble_disks(lu, inst: objects.Instance) -> list[list]:
 
 
 def shutdown_disks(lu, inst: objects.Instance, ignore_failures: bool = False) -> None:
-    """Deactivate the disks on the primary (warning only with ``ignore_failures``)."""
+    """Deactivate the disks on the primary and DRBD secondaries (warning only with
+    ``ignore_failures``)."""
     if not inst.disks:
         return
-    res = lu.rpc.call_one("blockdev_shutdown", _pnode_name(lu, inst),
-                          {"disks": _rpc_disks(lu, inst.disks)})
-    if res.failed:
-        msg = "Cannot shut down the disks of instance %s: %s" % (inst.name, res.fail_msg)
-        if not ignore_failures:
-            raise errors.OpExecError(msg)
-        lu.log_warning(msg)
+    for node_uuid in [inst.primary_node] + _secondaries(inst.disks, inst.primary_node):
+        node = lu.cfg.get_node_info(node_uuid)
+        if node is not None and node.offline:
+            continue
+        res = lu.rpc.call_one("blockdev_shutdown", iu.node_name(lu.cfg, node_uuid),
+                              {"disks": _rpc_disks(lu, inst.disks)})
+        if res.failed:
+            msg = "Cannot shut down the disks of instance %s on node %s: %s" % (
+                inst.name, res.node, res.fail_msg)
+            if not ignore_failures:
+                raise errors.OpExecError(msg)
+            lu.log_warning(msg)
+
+
+def _format_eta(seconds: int | None) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes, sec = divmod(int(seconds), 60)
+    return "%dm %ds" % (minutes, sec) if minutes else "%ds" % sec
+
+
+def wait_for_sync(lu, inst: objects.Instance, disks: list[objects.Disk] | None = None,
+                  oneshot: bool = False, node_uuid: str | None = None) -> bool:
+    """Report resync progress in the job log until the mirrors are in sync.
+
+    Returns False if they finished degraded (or, with ``oneshot``, are not yet
+    in sync).  Non-mirrored disks return True at once.  DRBD offers no event
+    for progress, so the primary's /proc/drbd is sampled every
+    SYNC_POLL_SECONDS; a cancel of the job is honoured between samples.
+    """
+    disks = inst.disks if disks is None else disks
+    disks = [d for d in disks if d.dev_type in constants.DTS_INT_MIRROR]
+    if not disks:
+        return True
+    node = iu.node_name(lu.cfg, node_uuid or inst.primary_node)
+    waiter = threading.Event()
+    while True:
+        res = lu.rpc.call_one("blockdev_sync_status", node, {"disks": _rpc_disks(lu, disks)})
+        res.raise_if_failed("Cannot get the mirror status of instance %s" % inst.name)
+        syncing, degraded = False, False
+        for disk, st in zip(disks, res.data):
+            if st is None:
+                lu.log_warning("Can't compute data for node %s/%s" % (node, disk.iv_name))
+                degraded = True
+                continue
+            if st.get("sync_percent") is not None:
+                syncing = True
+                lu.log_info("- device %s: %5.2f%% done, %s remaining (estimated)" %
+                            (disk.iv_name, st["sync_percent"], _format_eta(st["estimated_time"])))
+            elif st.get("is_degraded"):
+                degraded = True
+        if not syncing or oneshot:
+            break
+        cbs = getattr(getattr(lu, "proc", None), "cbs", None)
+        if cbs is not None and hasattr(cbs, "check_cancel"):
+            cbs.check_cancel()
+        waiter.wait(SYNC_POLL_SECONDS)
+    if not syncing:
+        lu.log_info("Instance %s's disks are in sync" % inst.name)
+    return not (syncing or degraded)
 
 
 def set_disks_active(lu, inst: objects.Instance, active: bool) -> None:
@@ -246,6 +505,8 @@ class LUInstanceActivateDisks(iu.InstanceLU):
         iu.check_node_online(self.cfg, self.instance.primary_node, "for activating disks")
         result = assemble_disks(self, self.instance)
         set_disks_active(self, self.instance, True)
+        if self.op.wait_for_sync and not wait_for_sync(self, self.instance):
+            raise errors.OpExecError("Some disks of the instance are degraded!")
         return result
 
 
@@ -295,19 +556,29 @@ class LUInstanceGrowDisk(iu.InstanceLU):
         if self.delta == 0:
             feedback_fn("Disk %d already has the requested size" % self.op.disk)
             return
-        node = _pnode_name(self, self.instance)
-        disk = iu.disk_rpc(self.cfg.get_cluster_info(), self.disk)
-        for dryrun in (True, False):
-            res = self.rpc.call_one("blockdev_grow", node, {"disk": disk, "amount": self.delta,
-                                                            "dryrun": dryrun,
-                                                            "backingstore": True})
-            if res.failed:
-                raise errors.OpExecError("Grow request failed to node %s: %s" %
-                                         (node, res.fail_msg))
+        inst = self.instance
+        nodes = [iu.node_name(self.cfg, u) for u in
+                 [inst.primary_node] + _secondaries([self.disk], inst.primary_node)]
+        disk = disk_rpc(self.cfg, self.disk)
+        # Every node's storage first (checked, then grown), then the mirror on top.
+        steps = [(True, True), (False, True)]
+        if self.disk.dev_type == constants.DT_DRBD8:
+            steps.append((False, False))
+        for dryrun, backingstore in steps:
+            for node in nodes[:1] if not backingstore else nodes:
+                res = self.rpc.call_one("blockdev_grow", node, {
+                    "disk": disk, "amount": self.delta, "dryrun": dryrun,
+                    "backingstore": backingstore})
+                if res.failed:
+                    raise errors.OpExecError("Grow request failed to node %s: %s" %
+                                             (node, res.fail_msg))
         self.disk.size += self.delta
-        self.cfg.update(self.instance)
+        self.cfg.update(inst)
         feedback_fn("Disk %d of instance %s grown by %d MiB to %d MiB" %
-                    (self.op.disk, self.instance.name, self.delta, self.disk.size))
+                    (self.op.disk, inst.name, self.delta, self.disk.size))
+        if self.op.wait_for_sync and not wait_for_sync(self, inst, [self.disk]):
+            self.log_warning("Disk syncing has not returned a good status; check the"
+                             " instance")
 
 
 class LUInstanceRecreateDisks(iu.InstanceLU):
@@ -376,7 +647,8 @@ class LUInstanceRecreateDisks(iu.InstanceLU):
             pnode = self.new_node.uuid
         disks = [objects.Disk.from_dict(d.to_dict()) for d in inst.disks]
         for disk in disks:
-            disk.nodes = [pnode]
+            if disk.dev_type != constants.DT_DRBD8:  # DRBD keeps both ends
+                disk.nodes = [pnode]
         for idx, changes in self.disk_changes.items():
             for key, value in changes.items():
                 setattr(disks[idx], key, value)

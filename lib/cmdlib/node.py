@@ -13,7 +13,7 @@ Node work is RPC: joining a node goes through the master's own node daemon
 import re
 from typing import Callable
 
-from corral import constants, errors, locking, netutils, objects
+from corral import config, constants, errors, locking, netutils, objects
 from corral.cmdlib.base import LogicalUnit, expand_node
 
 ROLE_CANDIDATE, ROLE_DRAINED, ROLE_OFFLINE, ROLE_REGULAR = "candidate", "drained", "offline", \
@@ -143,8 +143,17 @@ class LUNodeAdd(LogicalUnit):
                 "VM_CAPABLE": self.vm_capable}
 
     def build_hooks_nodes(self) -> tuple[list[str], list[str]]:
+        """Pre: the existing nodes; post: those and the new node (spec/hooks.md §3).
+
+        The new node's UUID is chosen here (kept by exec), so the post phase,
+        which resolves names after exec, reaches it once it is configured.
+        """
         nodes = self.cfg.get_node_list()
-        return nodes, list(nodes)
+        if self.existing is not None:
+            return nodes, list(nodes)
+        if getattr(self, "new_uuid", None) is None:
+            self.new_uuid = config.new_uuid()
+        return nodes, list(nodes) + [self.new_uuid]
 
     def check_prereq(self) -> None:
         existing = self.cfg.get_node_by_name(self.node_name)
@@ -179,6 +188,8 @@ class LUNodeAdd(LogicalUnit):
         exceptions = [self.existing.uuid] if self.existing is not None else []
         candidate = self.master_capable and should_self_promote(self.cfg, exceptions)
         node = self.existing or objects.Node(name=self.node_name)
+        if self.existing is None and getattr(self, "new_uuid", None):
+            node.uuid = self.new_uuid
         node.primary_ip, node.secondary_ip = self.primary_ip, self.secondary_ip
         node.group, node.ndparams = self.group_uuid, self.ndparams
         node.master_capable, node.vm_capable = self.master_capable, self.vm_capable
@@ -270,6 +281,8 @@ class LUNodeRemove(LogicalUnit):
             adjust_candidate_pool(self.cfg, [], feedback_fn)
         if node.offline:
             return
+        # Gone from the configuration: reached by address, before it forgets the cluster.
+        self.proc.run_post_hooks_on(self, [node.primary_ip])
         res = self.rpc.call_one("node_leave", node.primary_ip, {}, timeout=30.0)
         if res.failed:
             feedback_fn("WARNING: Errors encountered on the remote node while leaving the"

@@ -99,9 +99,22 @@ class LUClusterVerifyConfig(NoHooksLU):
         feedback_fn("* Verifying cluster certificate files")
         for problem in _certificate_problems():
             v.error("ECLUSTERCERT", "cluster", self.cfg.get_cluster_name(), problem)
+        feedback_fn("* Verifying replication to the master candidates")
+        self._verify_replication(v)
         if self.op.debug_simulate_errors:
             v.error("ECLUSTERCFG", "cluster", self.cfg.get_cluster_name(), "simulated error")
         return not v.bad
+
+    def _verify_replication(self, v: _Verifier) -> None:
+        """Nodes whose last configuration or job queue replication failed (still lagging)."""
+        name = self.cfg.get_cluster_name()
+        for what, failures in (
+                ("configuration", getattr(self.context, "replication_failures", {})),
+                ("job queue", getattr(self.context, "queue_replication_failures", {}))):
+            for node, msg in sorted(dict(failures).items()):
+                v.error("ECLUSTERFILECHECK", "cluster", name,
+                        "%s replication to node %s failed, its copy is out of date until it"
+                        " answers again or 'gnt-cluster redist-conf': %s" % (what, node, msg))
 
     def _verify_config(self, v: _Verifier) -> None:
         cluster = self.cfg.get_cluster_info()
@@ -175,13 +188,16 @@ class LUClusterVerifyGroup(LogicalUnit):
         offline = [n for n in members if n.offline]
         feedback_fn("* Verifying %d node(s) of group %s" % (len(online), self.op.group_name))
         hypervisors = list(self.cfg.get_cluster_info().enabled_hypervisors)
+        serial = self.cfg.serial_no  # before asking: a later write may not be there yet
         results = self.rpc.call("node_verify", [n.name for n in online],
-                                {"checks": {"hypervisors": hypervisors}})
+                                {"checks": {"hypervisors": hypervisors, "config_serial": True}})
         for node in online:
             self._verify_node(v, node, results[node.name])
+        self._verify_config_copies(v, online, results, serial)
         if offline:
             feedback_fn("  - NOTICE: %d offline node(s) found." % len(offline))
         self._verify_instances(v, members, results)
+        self._verify_storage(v, [n for n in online if n.vm_capable])
         if self.op.debug_simulate_errors:
             v.error("ENODERPC", "node", online[0].name if online else "-", "simulated error")
         return not v.bad
@@ -210,6 +226,60 @@ class LUClusterVerifyGroup(LogicalUnit):
                         (hv, problem))
         for problem in data.get("problems") or []:
             v.error("ENODESETUP", "node", node.name, problem)
+
+    def _verify_config_copies(self, v: _Verifier, online, results, serial: int) -> None:
+        """Every master candidate holds the configuration the master had when we asked."""
+        master = self.cfg.get_master_node()
+        path = pathutils.config_file()
+        for node in online:
+            res = results[node.name]
+            data = res.data or {}
+            if node.uuid == master or not node.master_candidate or res.failed or \
+                    "config_serial" not in data:  # not a candidate, no answer, or too old
+                continue
+            theirs = data["config_serial"]
+            if theirs is None:
+                v.error("ECLUSTERFILECHECK", "cluster", self.cfg.get_cluster_name(),
+                        "File %s is missing on master candidate %s" % (path, node.name))
+            elif theirs < serial:
+                v.error("ECLUSTERFILECHECK", "cluster", self.cfg.get_cluster_name(),
+                        "File %s is out of date on node %s (serial %s, the master's is %s)"
+                        % (path, node.name, theirs, serial))
+
+    def _verify_storage(self, v: _Verifier, nodes) -> None:
+        """ENODELVM / ENODEDRBD / ENODEDRBDHELPER for the enabled LVM and DRBD templates."""
+        cluster = self.cfg.get_cluster_info()
+        enabled = set(cluster.enabled_disk_templates)
+        vg = cluster.volume_group_name if enabled & constants.DTS_LVM else ""
+        want_drbd = constants.DT_DRBD8 in enabled
+        if not nodes or not (vg or want_drbd):
+            return
+        results = self.rpc.call("storage_verify", [n.name for n in nodes],
+                                {"vg_name": vg or "", "drbd": want_drbd,
+                                 "drbd_helper": cluster.drbd_usermode_helper or ""})
+        minors = _configured_minors(self.cfg)
+        for node in nodes:
+            res = results[node.name]
+            if res.failed:
+                continue  # ENODERPC was reported by the node checks already
+            data = res.data or {}
+            if vg and data.get("lvm"):
+                v.error("ENODELVM", "node", node.name, data["lvm"])
+            if not want_drbd:
+                continue
+            if data.get("drbd"):
+                v.error("ENODEDRBD", "node", node.name, data["drbd"])
+                continue
+            if data.get("drbd_helper_problem"):
+                v.error("ENODEDRBDHELPER", "node", node.name, data["drbd_helper_problem"])
+            used = set(data.get("drbd_minors") or [])
+            for minor, (inst_name, active) in sorted(minors.get(node.uuid, {}).items()):
+                if active and minor not in used:
+                    v.error("ENODEDRBD", "node", node.name, "drbd minor %d of instance %s is"
+                            " not active" % (minor, inst_name))
+            for minor in sorted(used - set(minors.get(node.uuid, {}))):
+                v.error("ENODEDRBD", "node", node.name, "unallocated drbd minor %d is in use"
+                        % minor)
 
     def _verify_instances(self, v: _Verifier, members, results) -> None:
         member_uuids = {n.uuid for n in members}
@@ -243,3 +313,17 @@ class LUClusterVerifyGroup(LogicalUnit):
                 for node_uuid in nodes:
                     v.error("ENODEORPHANINSTANCE", "node", self.cfg.get_node_info(node_uuid).name,
                             "instance %s is running but not in the configuration" % name)
+
+
+def _configured_minors(cfg) -> dict[str, dict[int, tuple[str, bool]]]:
+    """{node uuid: {minor: (instance name, disks should be active)}} from the config."""
+    out: dict[str, dict[int, tuple[str, bool]]] = {}
+    for inst in cfg.get_all_instances().values():
+        for disk in inst.disks:
+            if disk.dev_type != constants.DT_DRBD8 or not disk.logical_id:
+                continue
+            node_a, node_b, _port, minor_a, minor_b = disk.logical_id[:5]
+            for node, minor in ((node_a, minor_a), (node_b, minor_b)):
+                if isinstance(minor, int):
+                    out.setdefault(node, {})[minor] = (inst.name, bool(inst.disks_active))
+    return out

@@ -10,12 +10,12 @@ acknowledged (doc/design-multinode.md, "Replication").
 
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from corral import config, errors, jqueue, locking, mcpu, netutils, pathutils, ssconf
 from corral.rpc.client import RpcClient
+from corral.server import queue_replication
 from corral.utils import io
 
 
@@ -36,6 +36,7 @@ class MasterContext:
         self.replication_failures: dict[str, str] = {}
         self.queue_replication_failures: dict[str, str] = {}
         self._queue_targets: list[str] = []
+        self._known_online: set[str] | None = None
         self._last_ssconf: dict[str, str] | None = None
         self._sync_lock = threading.Lock()
         self._sync_locks()
@@ -43,8 +44,10 @@ class MasterContext:
         self._write_local_ssconf()
         self.processor = mcpu.Processor(self)
         cluster = cfg.get_cluster_info()
-        self._queue_targets = self._other_online_nodes()[0]
-        self._queue_replica = QueueReplication(self)
+        candidates, others = self._other_online_nodes()
+        self._queue_targets, self._known_online = candidates, set(candidates + others)
+        self._queue_replica = queue_replication.QueueReplication(
+            self, REPLICATION_TIMEOUT, REPLICATION_RETRY_TIMEOUT)
         self.jqueue = jqueue.JobQueue(pathutils.queue_dir(), self.processor,
                                       workers or cluster.max_running_jobs,
                                       replicator=self._queue_replica)
@@ -123,12 +126,17 @@ class MasterContext:
         self._update_queue_targets()
 
     def _update_queue_targets(self) -> None:
-        """Follow the candidate set; a node that just became a candidate gets the whole queue."""
-        targets = self._other_online_nodes()[0]
-        new = set(targets) - set(self._queue_targets)
-        self._queue_targets = targets
+        """Follow membership: a new candidate gets the whole queue, a new node the RAPI users."""
+        candidates, others = self._other_online_nodes()
+        new = set(candidates) - set(self._queue_targets)
+        self._queue_targets = candidates
         if new and getattr(self, "jqueue", None) is not None:
             self.jqueue.request_resync()
+        online = set(candidates + others)
+        if self._known_online is not None and online - self._known_online:
+            # known_hosts changed with the join; everyone (a future master) needs it.
+            self._push_ancillary_files({})
+        self._known_online = online
 
     def _other_online_nodes(self) -> tuple[list[str], list[str]]:
         master = self.cfg.get_master_node()
@@ -189,26 +197,29 @@ class MasterContext:
         return failed
 
     def redistribute_config(self) -> dict[str, str]:
-        """Push config and the job queue (candidates), ssconf and the RAPI users file (all)
-        to every online node; failures by node."""
+        """Push config and the job queue (candidates), ssconf, the RAPI users and the
+        known_hosts files (all) to every online node; failures by node."""
         failed = self._replicate(self.cfg.dump_text(), self.cfg.get_ssconf_values())
-        self._push_rapi_users(failed)
+        self._push_ancillary_files(failed)
         self.jqueue.resync()
         for node, msg in self.queue_replication_failures.items():
             failed.setdefault(node, "job queue: %s" % msg)
         return failed
 
-    def _push_rapi_users(self, failed: dict[str, str]) -> None:
-        """The RAPI users file goes to every node, so a new master's RAPI knows the users."""
-        try:
-            text = io.read_file(pathutils.rapi_users_file())
-        except FileNotFoundError:
-            return
+    def _push_ancillary_files(self, failed: dict[str, str]) -> None:
+        """The RAPI users and SSH known_hosts files go to every online node, so that a
+        new master's RAPI knows the users and its node additions trust the members."""
         candidates, others = self._other_online_nodes()
-        targets = [n for n in candidates + others if n not in failed]
-        if targets:
-            self._call_replication("upload_file", targets,
-                                   {"name": "rapi-users", "data": text, "mode": 0o600}, failed)
+        for name, path, mode in (("rapi-users", pathutils.rapi_users_file(), 0o600),
+                                 ("known_hosts", pathutils.known_hosts_file(), 0o644)):
+            try:
+                text = io.read_file(path)
+            except FileNotFoundError:
+                continue
+            targets = [n for n in candidates + others if n not in failed]
+            if targets:
+                self._call_replication("upload_file", targets,
+                                       {"name": name, "data": text, "mode": mode}, failed)
 
     @property
     def queue_targets(self) -> list[str]:
@@ -218,12 +229,17 @@ class MasterContext:
     # ---- misc ------------------------------------------------------------------------
 
     def set_watcher_pause(self, until: float | None) -> float | None:
-        path = pathutils.watcher_pause_file()
-        if until is None or until <= time.time():
-            io.remove_file(path)
-            return None
-        io.write_file_atomic(path, "%d\n" % int(until))
-        return until
+        """Pause (or resume) the watcher here and, best effort, on every other online node."""
+        from corral.backend import watcher as backend_watcher
+        result = backend_watcher.set_watcher_pause(until)
+        others = [self.cfg.get_node_info(u).name for u in self.cfg.get_online_node_list()
+                  if u != self.cfg.get_master_node()]
+        for name, res in (self.rpc.call("set_watcher_pause", others, {"until": result})
+                          if others else {}).items():
+            if res.failed:
+                logging.warning("Cannot set the watcher pause on node %s: %s", name,
+                                res.fail_msg)
+        return result
 
     def shutdown(self) -> None:
         self.jqueue.stop()

@@ -62,7 +62,8 @@ TOOLS: dict[str, tuple[str, int, str, str]] = {
     "gnt-debug": ("corral.client.gnt_debug", 8, "Corral debugging and testing commands",
                   "Commands to exercise the job queue and the node daemons: delay jobs that "
                   "sleep on the master or on nodes, submission of raw opcodes from JSON files, "
-                  "and a job queue self-test."),
+                  "a job queue self-test, and the input and answers of instance allocators "
+                  "(iallocator)."),
     "gnt-node": ("corral.client.gnt_node", 8, "Corral node administration",
                  "Adds nodes to the cluster (over SSH, copying the cluster certificates and "
                  "configuration), removes them, lists them with live data, and changes their "
@@ -107,6 +108,17 @@ DAEMONS: dict[str, tuple[str, str, str]] = {
                     "daemon. Users and their rights (read, write) are in "
                     "$CORRAL_ROOT/var/lib/corral/rapi/users, re-read when it changes or on "
                     "SIGHUP; passwords may be plain or {HA1} hashed."),
+    "corral-watcher": ("corral.server.watcher", "Corral cluster watcher",
+                       "Run from cron every few minutes (or with --interval) on every node. "
+                       "Unless paused with gnt-cluster watcher pause, it starts the Corral "
+                       "daemons that should run on the node and runs the scripts in "
+                       "$CORRAL_ROOT/etc/corral/hooks/watcher/. On the master it also makes "
+                       "sure the master and RAPI daemons answer, archives finished jobs "
+                       "older than --job-age, restarts instances that should run but do not "
+                       "(at most 5 attempts each), re-activates disks after a node reboot "
+                       "and runs verify-disks. Its state is in "
+                       "$CORRAL_ROOT/var/lib/corral/watcher.*.data, its log in "
+                       "$CORRAL_ROOT/var/log/corral/watcher.log."),
     "corral-prepare-node-join": ("corral.backend.cluster_membership",
                                  "prepare a machine to join a Corral cluster",
                                  "Run by the master over SSH during gnt-node add, not by "

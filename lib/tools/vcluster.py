@@ -11,7 +11,15 @@ Layout of a vcluster under ``--base DIR`` (see doc/design-multinode.md):
   shared by the cluster's root, as after Ganeti's node setup) and node daemon;
   ``DIR/file`` is bind-mounted per node onto ``DIR/n<i>/file`` (the file
   storage dir), ``DIR/shared`` is the same directory everywhere (sharedfile);
-* the cluster ``cluster.<vc>.test`` with its master IP on the master's br0.
+* the cluster ``cluster.<vc>.test`` with its master IP on the master's br0;
+* the RAPI (corral-rapi on the master, a write and a read-only user made by
+  ``python -m corral.rapi.users --vcluster-setup`` and copied to every node)
+  reachable from the machine's own namespace at ``127.0.0.1:<port>``: a
+  forwarder process (``_forward``) runs in the hub namespace, which has an
+  address on the segment (``.254``), and accepts on a listening socket made
+  in the machine's namespace (a socket keeps the namespace it was made in),
+  connecting each client to the master IP's RAPI port, so it follows the
+  master on failover.  ``env`` exports it as ``CORRAL_RAPI_*``.
 
 Every process of a node runs with ``ip netns exec`` through ``_enter`` (bind
 mount, then exec), so "every process of that node" is exactly the processes
@@ -27,10 +35,13 @@ import hashlib
 import json
 import os
 import select
+import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from typing import Callable
 
 from corral import ssh
@@ -40,7 +51,9 @@ NETNS_ETC = "/etc/netns"
 BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
 PATH = BIN_DIR + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MASTER_HOST = 250
+HUB_HOST = 254  # the hub's own address on the segment (RAPI forwarder's source)
 FIRST_NODE_HOST = 10
+RAPI_PORT = 5080
 DEFAULT_TEMPLATES = "file,sharedfile,diskless"
 CMD_TIMEOUT = 300
 Feedback = Callable[[str], None]
@@ -76,6 +89,7 @@ class VCluster:
     master_ip: str
     hypervisor: str
     nodes: list[Node]
+    rapi: dict | None = None  # {"port", "pid", "user", "password", "ro_user", "ro_password"}
 
     def node(self, ident: str) -> Node:
         """A node by full name, short name (node2), index (2) or namespace."""
@@ -253,6 +267,7 @@ def _make_hub(vc: VCluster) -> None:
     _ip("-n", vc.hub_ns, "link", "set", "lo", "up")
     _ip("-n", vc.hub_ns, "link", "add", "br0", "type", "bridge")
     _ip("-n", vc.hub_ns, "link", "set", "br0", "up")
+    _ip("-n", vc.hub_ns, "addr", "add", "%s.%d/24" % (vc.subnet, HUB_HOST), "dev", "br0")
 
 
 def _make_node_net(vc: VCluster, node: Node) -> None:
@@ -444,6 +459,8 @@ def _build(vc: VCluster, share: VCluster | None, templates: str, feedback: Feedb
     for node in vc.nodes[1:]:
         feedback("Adding %s" % node.name)
         run_on(vc, vc.nodes[0], ["gnt-node", "add", "--no-ssh-key-check", node.name])
+    feedback("Setting up the RAPI users and a forwarder on 127.0.0.1")
+    _setup_rapi(vc)
 
 
 def _unmount_below(path: str) -> None:
@@ -470,6 +487,7 @@ def destroy(base: str) -> None:
         for other in _segment_members(vc):
             if other.base != vc.base:
                 destroy(other.base)
+    _stop_forwarder(vc)
     for node in vc.nodes:
         if _netns_exists(node.ns):
             _kill_namespace(node.ns)
@@ -489,6 +507,99 @@ def destroy(base: str) -> None:
         os.rmdir(NETNS_ETC)  # only if no other namespace still has files there
     except OSError:
         pass
+
+
+# ---- RAPI from the machine's own namespace ---------------------------------------------------
+
+def _setup_rapi(vc: VCluster) -> None:
+    """Users (on the master, then on every node via redist-conf) and the forwarder."""
+    master = vc.nodes[0]
+    run_on(vc, master, [sys.executable, "-m", "corral.rapi.users", "--vcluster-setup",
+                        "--host", vc.master_ip, "--port", str(RAPI_PORT)])
+    info_path = os.path.join(master.root, "var", "lib", "corral", "rapi", "vcluster-users.json")
+    with open(info_path) as fh:
+        info = json.load(fh)
+    run_on(vc, master, ["gnt-cluster", "redist-conf"])  # the users file reaches every node
+    pid, port = _start_forwarder(vc)
+    vc.rapi = {"port": port, "pid": pid, "user": info["user"], "password": info["password"],
+               "ro_user": info["ro_user"], "ro_password": info["ro_password"]}
+    vc.save()
+
+
+def _start_forwarder(vc: VCluster) -> tuple[int, int]:
+    """(pid, port) of a new forwarder: 127.0.0.1:port here -> master IP:5080 in the hub."""
+    _ip("-n", vc.hub_ns, "addr", "add", "%s.%d/24" % (vc.subnet, HUB_HOST), "dev", "br0",
+        check=False)  # idempotent: already there unless the hub predates the forwarder
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    log = open(os.path.join(vc.base, "rapi-forward.log"), "ab")
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        fd = sock.fileno()
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", vc.hub_ns, sys.executable, "-m", "corral.tools.vcluster",
+             "_forward", "--listen-fd", str(fd), "--to", "%s:%d" % (vc.master_ip, RAPI_PORT),
+             "--base", vc.base],
+            pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True)
+        return proc.pid, sock.getsockname()[1]
+    finally:
+        sock.close()  # the forwarder holds its own copy
+        log.close()
+
+
+def _stop_forwarder(vc: VCluster) -> None:
+    pid = (vc.rapi or {}).get("pid")
+    if not pid:
+        return
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            cmdline = fh.read().split(b"\0")
+    except OSError:
+        return
+    if b"_forward" in cmdline and vc.base.encode() in cmdline:  # not a recycled pid
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        _pidfd_wait([pid], 10.0)
+
+
+def _pump(client: socket.socket, target: tuple[str, int]) -> None:
+    """Copy bytes both ways between ``client`` and a new connection to ``target``."""
+    with client:
+        try:
+            upstream = socket.create_connection(target, timeout=10.0)
+        except OSError as err:
+            sys.stderr.write("vcluster forwarder: cannot reach %s:%d: %s\n" % (target + (err,)))
+            return
+        with upstream, selectors.DefaultSelector() as sel:
+            upstream.settimeout(None)
+            peers = {client: upstream, upstream: client}
+            for sock in peers:
+                sel.register(sock, selectors.EVENT_READ)
+            try:
+                while peers:
+                    for key, _ in sel.select():
+                        src = key.fileobj
+                        data = src.recv(65536)
+                        if data:
+                            peers[src].sendall(data)
+                            continue
+                        peers[src].shutdown(socket.SHUT_WR)  # pass the half-close on
+                        sel.unregister(src)
+                        del peers[src]
+            except OSError:
+                return  # a reset on either side ends both
+
+
+def _forward(listen_fd: int, to: str) -> int:
+    """Accept on the inherited socket; each connection goes to ``to`` (HOST:PORT)."""
+    host, _, port = to.rpartition(":")
+    server = socket.socket(fileno=listen_fd)
+    while True:
+        client, _addr = server.accept()
+        threading.Thread(target=_pump, args=(client, (host, int(port))), daemon=True).start()
 
 
 # ---- node operations -------------------------------------------------------------------------
@@ -552,11 +663,21 @@ def current_master(vc: VCluster) -> Node:
 
 
 def env(base: str) -> dict[str, str]:
-    """Environment for gnt-* in this namespace to reach the master (and its RAPI, if any)."""
+    """Environment for gnt-* in this namespace to reach the master, and its RAPI.
+
+    The RAPI variables name the forwarder on 127.0.0.1 (it follows the master
+    IP); a vcluster made before the forwarder existed falls back to the
+    master's ``vcluster-users.json``.
+    """
     vc = load(base)
     master = current_master(vc)
     out = {"CORRAL_ROOT": master.root, "CORRAL_HOSTNAME": master.name,
            "PATH": BIN_DIR + ":" + os.environ.get("PATH", "/usr/bin:/bin")}
+    if vc.rapi:
+        out.update(CORRAL_RAPI_HOST="127.0.0.1", CORRAL_RAPI_PORT=str(vc.rapi["port"]))
+        for key in ("user", "password", "ro_user", "ro_password"):
+            out["CORRAL_RAPI_" + key.upper()] = str(vc.rapi[key])
+        return out
     users = os.path.join(master.root, "var", "lib", "corral", "rapi", "vcluster-users.json")
     try:
         with open(users) as fh:
@@ -601,6 +722,10 @@ def _parser() -> argparse.ArgumentParser:
     add("partition", "cut a node's network", True)
     add("heal", "restore a node's network", True)
     add("destroy", "remove every namespace, process, link, mount and file of the vcluster")
+    p = sub.add_parser("_forward", help=argparse.SUPPRESS)
+    p.add_argument("--listen-fd", type=int, required=True)
+    p.add_argument("--to", required=True)
+    p.add_argument("--base", required=True)  # only to recognise the process
     p = sub.add_parser("_enter", help=argparse.SUPPRESS)
     p.add_argument("--bind", action="append", default=[])
     p.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -643,6 +768,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = _parser().parse_args(argv)
     if opts.command == "_enter":
         return _enter(opts.bind, _strip_dashes(opts.cmd))
+    if opts.command == "_forward":
+        return _forward(opts.listen_fd, opts.to)
     try:
         return _dispatch(opts)
     except (VClusterError, subprocess.TimeoutExpired) as err:

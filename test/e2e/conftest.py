@@ -89,3 +89,24 @@ def vcluster():
         yield VClusterFixture(base)
     finally:
         vcluster_api.destroy(base)
+
+
+@pytest.fixture(scope="session")
+def kvm_vcluster():
+    """A 3-node vcluster with the kvm hypervisor (TCG guests, bridge br0 for NICs,
+    ``DIR/shared`` for sharedfile), shared by every kvm end-to-end test."""
+    import shutil
+    if os.geteuid() != 0:
+        pytest.skip("vcluster needs root")
+    if not shutil.which("qemu-system-x86_64") or not os.path.exists("/bin/busybox") \
+            or not shutil.which("socat"):
+        pytest.skip("qemu-system-x86 / busybox-static / socat missing")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run([os.path.join(repo, "tools", "guest-image")], check=True,
+                   stdout=subprocess.DEVNULL, timeout=900)
+    base = tempfile.mkdtemp(prefix="vk", dir="/tmp")
+    try:
+        vcluster_api.create(base, nodes=3, hypervisor="kvm")
+        yield VClusterFixture(base)
+    finally:
+        vcluster_api.destroy(base)

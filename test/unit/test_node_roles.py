@@ -40,6 +40,12 @@ class FakeContext:
 class FakeProc:
     owner = object()
 
+    def __init__(self) -> None:
+        self.post_hooks_on: list[list[str]] = []
+
+    def run_post_hooks_on(self, lu, nodes) -> None:
+        self.post_hooks_on.append(list(nodes))
+
 
 def make_cfg(tmp_path, count: int = 3, pool: int = 10) -> ConfigWriter:
     cluster = objects.Cluster(uuid="c-uuid", cluster_name="cl.example", master_ip="10.0.0.250",
@@ -55,10 +61,10 @@ def make_cfg(tmp_path, count: int = 3, pool: int = 10) -> ConfigWriter:
     return cfg
 
 
-def run_lu(cfg, op, rpc=None):
+def run_lu(cfg, op, rpc=None, proc=None):
     lu_class = getattr(node_lu, "LU" + type(op).__name__[2:])
     ctx = FakeContext(cfg, rpc or FakeRpc())
-    lu = lu_class(FakeProc(), op, ctx, lambda msg: None)
+    lu = lu_class(proc or FakeProc(), op, ctx, lambda msg: None)
     lu.expand_names()
     lu.check_prereq()
     return lu.exec(lambda msg: None)
@@ -188,9 +194,16 @@ def test_add_joins_over_master_and_becomes_candidate(tmp_path, monkeypatch):
             return {n: RpcResult(n, data={"hostname": "node4.example"}) for n in nodes}
         return orig(procedure, nodes, args, timeout)
     rpc.call = call
-    run_lu(cfg, opcodes.OpNodeAdd(node_name="node4", node_setup=True, ssh_key_check=False), rpc)
+    op = opcodes.OpNodeAdd(node_name="node4", node_setup=True, ssh_key_check=False)
+    lu = node_lu.LUNodeAdd(FakeProc(), op, FakeContext(cfg, rpc), lambda msg: None)
+    lu.expand_names()
+    lu.check_prereq()
+    pre, post = lu.build_hooks_nodes()  # as mcpu does, before exec
+    lu.exec(lambda msg: None)
     node = cfg.get_node_by_name("node4.example")
     assert node.master_candidate and node.primary_ip == "10.0.0.4"
+    assert sorted(pre) == ["u1", "u2", "u3"]
+    assert sorted(post) == sorted(pre + [node.uuid])  # post hooks also on the new node
 
 
 def test_remove_master_and_node_with_instance_refused(tmp_path):
@@ -205,6 +218,8 @@ def test_remove_master_and_node_with_instance_refused(tmp_path):
 def test_remove_calls_leave_on_the_node(tmp_path):
     cfg = make_cfg(tmp_path)
     rpc = FakeRpc()
-    run_lu(cfg, opcodes.OpNodeRemove(node_name="node3"), rpc)
+    proc = FakeProc()
+    run_lu(cfg, opcodes.OpNodeRemove(node_name="node3"), rpc, proc)
     assert cfg.get_node_by_name("node3.example") is None
     assert ("node_leave", ["10.0.0.3"], {}) in rpc.calls
+    assert proc.post_hooks_on == [["10.0.0.3"]]  # the removed node runs post hooks

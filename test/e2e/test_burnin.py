@@ -1,0 +1,82 @@
+"""tools/burnin on the shared 3-node vclusters (issue 7 acceptance).
+
+Fake hypervisor: 20 instances with the file and the sharedfile template and
+every operation the template supports; kvm (TCG busybox guests): 3 instances.
+Each run removes its instances, so the shared clusters are left as found.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BURNIN = [sys.executable, os.path.join(REPO, "tools", "burnin")]
+COMMON = ["-o", "busybox", "--no-name-check", "--no-ip-check", "--disk-size", "16m",
+          "--disk-growth", "8m"]
+
+
+def burnin(vc, *argv, timeout=1800) -> subprocess.CompletedProcess:
+    return subprocess.run(BURNIN + list(argv), env=vc.env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def summary(out: str) -> dict[str, str]:
+    """{step: PASS|FAIL|SKIP|NOT RUN} from the summary table."""
+    table = out.split("Burnin summary", 1)[1].splitlines()[1:]
+    rows = {}
+    for line in table:
+        m = re.match(r"^  (\S+)\s+(PASS|FAIL|SKIP|NOT RUN)\b", line)
+        if m:
+            rows[m.group(1)] = m.group(2)
+    return rows
+
+
+def no_instances_left(vc) -> bool:
+    return vc.gnt("gnt-instance", "list", "--no-headers", "-o", "name").stdout.strip() == ""
+
+
+@pytest.mark.parametrize("template,expected", [
+    ("file", {"move"}),
+    ("sharedfile", {"failover", "migrate"}),
+])
+def test_burnin_fake_20_instances(vcluster, template, expected):
+    names = ["bn%s%02d" % (template[:2], i) for i in range(20)]
+    proc = burnin(vcluster, *COMMON, "-t", template, "-p", "--rename", "bnspare", *names)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    steps = summary(proc.stdout)
+    must_pass = {"create", "grow-disk", "reinstall", "reboot", "add-remove-disks",
+                 "add-remove-nics", "activate-disks", "stop-start", "rename", "remove"}
+    assert {s for s, st in steps.items() if st == "PASS"} == must_pass | expected
+    assert steps["replace-disks"] == "SKIP" and "Result: all" in proc.stdout
+    assert no_instances_left(vcluster)
+
+
+def test_burnin_failure_is_loud_and_cleans_up(vcluster):
+    proc = burnin(vcluster, "-o", "nosuch-os", "-t", "file", "--no-name-check",
+                  "--no-ip-check", "--disk-size", "16m", "bnbad1", "bnbad2")
+    assert proc.returncode == 1
+    steps = summary(proc.stdout)
+    assert steps["create"] == "FAIL" and steps["reboot"] == "NOT RUN"
+    assert "nosuch-os" in proc.stdout and "Result: FAILED" in proc.stdout
+    assert no_instances_left(vcluster)
+    refused = burnin(vcluster, "-o", "busybox", "-t", "plain", "--no-name-check", "bnbad3")
+    assert refused.returncode == 1
+    assert "Disk template 'plain' is not enabled in the cluster" in refused.stderr
+
+
+def test_burnin_kvm_3_instances(kvm_vcluster):
+    names = ["bnkvm%d" % i for i in range(3)]
+    proc = burnin(kvm_vcluster, "-o", "busybox", "--no-name-check", "--no-ip-check",
+                  "-t", "sharedfile", "--disk-size", "64m", "--disk-growth", "16m",
+                  "--rename", "bnkvmspare", "--shutdown-timeout", "60", *names, timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    steps = summary(proc.stdout)
+    for step in ("create", "failover", "migrate", "reinstall", "reboot", "stop-start",
+                 "rename", "remove"):
+        assert steps[step] == "PASS", (step, proc.stdout[-3000:])
+    assert no_instances_left(kvm_vcluster)

@@ -1,0 +1,85 @@
+"""Mobility on the shared fake-hypervisor vcluster: gnt-node migrate/failover, move of
+file disks between node daemons, migration of file disks (the fake's offline copy).
+
+Each test creates its own instances and removes them again.
+"""
+
+import glob
+import os
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ADD = ["gnt-instance", "add", "-o", "noop", "--no-name-check", "--no-ip-check", "--no-nics"]
+MARK = b"corral-e2e-mobility-mark"
+
+
+def pnode(vc, name: str) -> str:
+    out = vc.gnt("gnt-instance", "list", "--no-headers", "-o", "pnode", name).stdout.strip()
+    return vc.node(out).short
+
+
+def guest_hosts(vc) -> list[str]:
+    master = vc.current_master().short
+    return [n.short for n in vc.vc.nodes if n.short != master][:2]
+
+
+def disk_files(vc, node: str, name: str) -> list[str]:
+    return glob.glob(os.path.join(vc.node(node).root, "file", name, "*"))
+
+
+def test_node_migrate_and_failover(vcluster):
+    vc = vcluster
+    a, b = guest_hosts(vc)
+    names = ["nm1.fake.test", "nm2.fake.test"]
+    try:
+        for name in names:
+            vc.gnt(*ADD, "-t", "sharedfile", "-s", "16m", "-n", a, name)
+        out = vc.gnt("gnt-node", "migrate", "-f", "-n", b, a).stdout
+        assert "All instances migrated successfully." in out
+        assert [pnode(vc, n) for n in names] == [b, b]
+        empty = vc.gnt("gnt-node", "migrate", "-f", a)
+        assert "No primary instances on node" in empty.stderr
+        # shared storage needs a target (-n or an allocator): every failover fails
+        proc = vc.gnt("gnt-node", "failover", "-f", b, check=False)
+        assert proc.returncode == 1
+        assert "2 error(s) out of 2 instance(s)" in proc.stdout
+        assert "No target node given" in proc.stderr
+        for name in names:
+            vc.gnt("gnt-instance", "failover", "-f", "-n", a, name)
+        assert [pnode(vc, n) for n in names] == [a, a]
+    finally:
+        for name in names:
+            vc.gnt("gnt-instance", "remove", "-f", name, check=False)
+
+
+def test_move_and_migrate_file_disks(vcluster):
+    vc = vcluster
+    a, b = guest_hosts(vc)
+    name = "mv1.fake.test"
+    try:
+        vc.gnt(*ADD, "-t", "file", "-s", "8m", "-n", a, name)
+        [path] = disk_files(vc, a, name)
+        with open(path, "r+b") as fh:
+            fh.seek(3 << 20)
+            fh.write(MARK)
+        out = vc.gnt("gnt-instance", "move", "-f", "-n", b, "--compress", "gzip-fast",
+                     name).stdout
+        assert "disk copy progress: 100.00 %" in out
+        assert pnode(vc, name) == b and disk_files(vc, a, name) == []
+        [moved] = disk_files(vc, b, name)
+        with open(moved, "rb") as fh:
+            fh.seek(3 << 20)
+            assert fh.read(len(MARK)) == MARK
+        out = vc.gnt("gnt-instance", "migrate", "-f", "-n", a, name).stdout
+        assert "downtime 0 ms" in out
+        assert pnode(vc, name) == a and disk_files(vc, b, name) == []
+        [back] = disk_files(vc, a, name)
+        with open(back, "rb") as fh:
+            fh.seek(3 << 20)
+            assert fh.read(len(MARK)) == MARK
+        proc = vc.gnt("gnt-instance", "failover", "-f", "-n", b, name, check=False)
+        assert proc.returncode == 1 and "does not allow failovers" in proc.stderr
+    finally:
+        vc.gnt("gnt-instance", "remove", "-f", name, check=False)
