@@ -37,15 +37,27 @@ class _MoveLU(iu.InstanceLU):
 
     def expand_names(self) -> None:
         super().expand_names()
-        if self.op.iallocator:
-            raise errors.OpPrereqError("Instance allocators are not supported for %s yet; give"
-                                       " the target node with -n" % self._what(),
+        if self.op.target_node and self.op.iallocator:
+            raise errors.OpPrereqError("Give either a target node or an iallocator, not both",
                                        errors.ECODE_INVAL)
         self.target_node = expand_node(self.cfg, self.op.target_node) \
             if self.op.target_node else None
         if self.target_node is not None:
             self.op.target_node = self.target_node.name
             self.op.target_node_uuid = self.target_node.uuid
+        self.allocator = self._allocator()
+
+    def _allocator(self) -> str | None:
+        """The allocator choosing the target: -I, else the cluster default when a
+        template needing a target got none (Ganeti's CheckIAllocatorOrNode)."""
+        if self.op.cleanup or self.target_node is not None:
+            return None
+        if self.op.iallocator:
+            return self.op.iallocator
+        inst = self.cfg.get_instance_by_name(self.inst_name)
+        if inst is not None and inst.disk_template not in constants.DTS_INT_MIRROR:
+            return self.cfg.get_cluster_info().default_iallocator or None
+        return None
 
     def _what(self) -> str:
         return "failovers" if self.FAILOVER else "migrations"
@@ -57,7 +69,7 @@ class _MoveLU(iu.InstanceLU):
         return nodes
 
     def declare_locks(self, level: int) -> None:
-        if self.op.cleanup and self.target_node is None and \
+        if (self.allocator or self.op.cleanup and self.target_node is None) and \
                 level in (locking.LEVEL_NODE, locking.LEVEL_NODE_RES):
             self.needed_locks[level] = locking.ALL_SET
             return
@@ -135,10 +147,32 @@ class _MoveLU(iu.InstanceLU):
         if self.target_node is None:
             if self.op.cleanup:
                 return
-            raise errors.OpPrereqError("No target node given for instance %s with disk"
-                                       " template %s (use -n NODE)" % (inst.name, template),
-                                       errors.ECODE_INVAL)
+            if not self.allocator:
+                raise errors.OpPrereqError("No target node given for instance %s with disk"
+                                           " template %s (use -n NODE or -I ALLOCATOR)" %
+                                           (inst.name, template), errors.ECODE_INVAL)
+            self.target_node = self._allocate()
         self.target = self.target_node
+
+    def _allocate(self) -> objects.Node:
+        """Ask the allocator for a node (relocate request), then keep only the locks
+        of the nodes involved."""
+        from corral import iallocator
+        inst = self.instance
+        result = iallocator.run_for_lu(
+            self, self.allocator, iallocator.RelocRequest(inst.name, [self.source.name]),
+            "a target node for instance %s" % inst.name)
+        node = self.cfg.get_node_by_name(result[0])
+        self.log_info("Selected nodes for instance %s via iallocator %s: %s", inst.name,
+                      iallocator.resolve_name(self.cfg, self.allocator), node.name)
+        keep = set(inst.all_nodes) | {node.uuid}
+        glm = getattr(self.context, "glm", None)
+        for level in (locking.LEVEL_NODE, locking.LEVEL_NODE_RES):
+            if glm is not None and self.owned(level):
+                extra = sorted(set(self.owned(level)) - keep)
+                if extra:
+                    glm.release(self.proc.owner, level, extra)
+        return node
 
     def _mode(self) -> str:
         if self.FAILOVER:

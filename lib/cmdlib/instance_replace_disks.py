@@ -275,6 +275,8 @@ class _Replacer:
 
     def sync(self) -> None:
         self.log_step("Sync devices")
+        if self.lu.op.early_release:  # the nodes' resources are settled; others may go on
+            iu.release_node_res(self.lu)
         if not ist.wait_for_sync(self.lu, self.inst, self.lu._disks()):
             raise errors.OpExecError("DRBD device(s) of instance %s are degraded after the"
                                      " replacement; check 'gnt-instance info'" % self.inst.name)

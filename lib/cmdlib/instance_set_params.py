@@ -233,6 +233,9 @@ class LUInstanceSetParams(iu.InstanceLU):
             self._apply_disk(action, ident, params)
         ist.renumber_disks(self.new.disks)
         ist.adopted_sizes(self, self.pnode.name, self.added)
+        if self.added:
+            ist.check_node_storage(self, self.instance.all_nodes, self.instance.disk_template,
+                                   self.added)
 
     def _apply_disk(self, action: str, ident: Any, params: dict) -> None:
         disks = self.new.disks
@@ -242,7 +245,8 @@ class LUInstanceSetParams(iu.InstanceLU):
             disk = ist.generate_disks(self.cfg.get_cluster_info(), self.instance.disk_template,
                                       self.instance.name, [spec], self.instance.primary_node,
                                       base_index=idx, file_subdir=None,
-                                      file_driver=self._file_driver())[0]
+                                      file_driver=self._file_driver(),
+                                      snode_uuid=(self.instance.secondary_nodes or [None])[0])[0]
             disks.insert(idx, disk)
             self.added.append(disk)
             self.result.append(["disk/%d" % idx, "add:size=%s,mode=%s" %
@@ -324,6 +328,7 @@ class LUInstanceSetParams(iu.InstanceLU):
             self.conversion.run(feedback_fn, self.op.wait_for_sync)
             self.new.disks, self.new.disks_active = inst.disks, inst.disks_active
         if self.added:
+            ist.allocate_drbd_ids(self.added, ist.DrbdAllocator(self.cfg, iu.ec_id(self)))
             ist.create_disks(self, inst, self.added)
         if self.removed and not ist.remove_disks(self, inst, self.removed,
                                                  ignore_failures=True):

@@ -40,6 +40,7 @@ def no_instances_left(vc) -> bool:
     return vc.gnt("gnt-instance", "list", "--no-headers", "-o", "name").stdout.strip() == ""
 
 
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("template,expected", [
     ("file", {"move"}),
     ("sharedfile", {"failover", "migrate"}),
@@ -69,9 +70,10 @@ def test_burnin_failure_is_loud_and_cleans_up(vcluster):
     assert "Disk template 'plain' is not enabled in the cluster" in refused.stderr
 
 
+@pytest.mark.timeout(3600)
 def test_burnin_kvm_3_instances(kvm_vcluster):
     names = ["bnkvm%d" % i for i in range(3)]
-    proc = burnin(kvm_vcluster, "-o", "busybox", "--no-name-check", "--no-ip-check",
+    proc = burnin(kvm_vcluster, "-o", "busybox", "--no-name-check", "--no-ip-check", "-p",
                   "-t", "sharedfile", "--disk-size", "64m", "--disk-growth", "16m",
                   "--rename", "bnkvmspare", "--shutdown-timeout", "60", *names, timeout=3600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

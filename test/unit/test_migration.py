@@ -134,13 +134,25 @@ def test_migrate_prerequisites(cl):
         (opcodes.OpInstanceMigrate(instance_name="down1", target_node="node2.example"),
          "marked down or offline, cannot migrate"),
         (opcodes.OpInstanceMigrate(instance_name="i5", target_node="node2.example",
-                                   iallocator="hail"), "allocators are not supported"),
+                                   iallocator="hail"), "not both"),
     ]:
         with pytest.raises(errors.OpPrereqError, match=msg):
             run(cfg, rpc, op)
     cfg.get_node_by_name("node2.example").drained = True
     with pytest.raises(errors.OpPrereqError, match="drained"):
         run(cfg, rpc, opcodes.OpInstanceMigrate(instance_name="i5", target_node="node2"))
+
+
+def test_migrate_and_failover_with_builtin_allocator(cl):
+    cfg, rpc = cl
+    add_instance(cfg, rpc, "a1", "sharedfile")
+    log = []
+    run(cfg, rpc, opcodes.OpInstanceMigrate(instance_name="a1", iallocator="builtin"), log)
+    assert pnode(cfg, "a1") in ("node2.example", "node3.example")
+    assert any("via iallocator builtin" in line for line in log)
+    before = pnode(cfg, "a1")
+    run(cfg, rpc, opcodes.OpInstanceFailover(instance_name="a1", iallocator="builtin"))
+    assert pnode(cfg, "a1") != before and running_on(rpc, "a1") == [pnode(cfg, "a1")]
 
 
 def test_migrate_down_instance_with_allow_failover(cl):

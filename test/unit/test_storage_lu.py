@@ -533,3 +533,18 @@ def test_storage_warnings_for_node_add(cfg):
                         " not loaded"]
     cfg.get_cluster_info().enabled_disk_templates = ["file"]
     assert node_storage.storage_warnings(_LU(cfg, FakeRpc()), "node3.example") == []
+
+
+def test_add_disk_to_drbd_instance(cfg):
+    inst = add_drbd_instance(cfg)
+    rpc = FakeRpc({"instance_info": _stopped})
+    run_lu(cfg, opcodes.OpInstanceSetParams(instance_name="inst1",
+                                            disks=[["add", {"size": 64}]]), rpc,
+           instance_set_params)
+    inst = cfg.get_instance_by_name("inst1")
+    new = inst.disks[1]
+    assert new.dev_type == "drbd" and new.logical_id[:2] == ["u1", "u2"]
+    assert new.logical_id[3:5] == [1, 1] and new.logical_id[2] != inst.disks[0].logical_id[2]
+    assert [(p, n) for p, n, _a in rpc.calls if p in ("blockdev_create", "storage_check")] == [
+        ("storage_check", "node1.example"), ("storage_check", "node2.example"),
+        ("blockdev_create", "node2.example"), ("blockdev_create", "node1.example")]
