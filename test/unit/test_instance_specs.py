@@ -72,7 +72,7 @@ def test_other_templates(tmp_path):
     plain = ist.generate_disks(cluster, "plain", "i", [{"size": 4}], "p", base_index=2)
     assert plain[0].logical_id[0] == "xenvg" and plain[0].logical_id[1].endswith(".disk2")
     assert plain[0].iv_name == "disk/2"
-    with pytest.raises(errors.OpPrereqError, match="'drbd' is not supported yet"):
+    with pytest.raises(errors.OpPrereqError, match="needs a secondary node"):
         ist.generate_disks(cluster, "drbd", "i", [{"size": 4}], "p")
 
 
