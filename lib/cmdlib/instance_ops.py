@@ -19,7 +19,13 @@ Feedback = Callable[[str], None]
 
 def _start(lu: iu.InstanceLU, inst: objects.Instance, hvp: dict | None = None,
            bep: dict | None = None, paused: bool = False) -> str | None:
-    """Start ``inst`` on its primary (disks activated by the node); the error or None."""
+    """Start ``inst`` on its primary (disks activated by the node); the error or None.
+
+    Internally mirrored disks are assembled first, so the secondaries are
+    connected before the primary opens its side.
+    """
+    if inst.disk_template in constants.DTS_INT_MIRROR:
+        ist.assemble_disks(lu, inst)
     res = lu.rpc.call_one("instance_start", iu.node_name(lu.cfg, inst.primary_node),
                           {"instance": iu.instance_rpc(lu.cfg, inst, hvp, bep),
                            "disks": ist._rpc_disks(lu, inst.disks), "startup_paused": paused})
@@ -251,10 +257,9 @@ class LUInstanceRename(iu.InstanceLU):
     def exec(self, feedback_fn: Feedback) -> str:
         inst = self.instance
         old_name = inst.name
-        cluster = self.cfg.get_cluster_info()
         if self.renames:
             res = self.rpc.call_one("blockdev_rename", self.pnode.name, {
-                "renames": [[iu.disk_rpc(cluster, d), lid] for d, lid in self.renames]})
+                "renames": [[ist.disk_rpc(self.cfg, d), lid] for d, lid in self.renames]})
             res.raise_if_failed("Could not rename the disks of instance %s" % old_name)
             for (disk, _lid), new_lid in zip(self.renames, res.data):
                 disk.logical_id = list(new_lid)

@@ -150,12 +150,13 @@ def os_instance_rpc(cfg, inst: objects.Instance) -> dict:
 def os_install_args(cfg, inst: objects.Instance, osparams_extra: dict | None = None,
                     reinstall: bool = False, debug: int = 0) -> dict:
     """Arguments of the ``instance_os_add`` procedure for ``inst``."""
+    from corral.cmdlib import instance_storage as ist  # builds on this module
     cluster = cfg.get_cluster_info()
     hv, be, osp = instance_params(cfg, inst)
     osp.update(inst.osparams_private or {})
     osp.update(osparams_extra or {})
     return {"instance": os_instance_rpc(cfg, inst),
-            "disks": [disk_rpc(cluster, d) for d in inst.disks],
+            "disks": [ist.disk_rpc(cfg, d) for d in inst.disks],
             "nics": [nic_rpc(cluster, n) for n in inst.nics],
             "hypervisor": inst.hypervisor, "hvparams": hv, "beparams": be,
             "osparams": osp, "reinstall": reinstall, "debug": debug}

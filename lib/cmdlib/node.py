@@ -185,6 +185,9 @@ class LUNodeAdd(LogicalUnit):
         if self.op.node_setup:
             self._setup_over_ssh(feedback_fn)
         self._verify_node_daemon()
+        from corral.cmdlib import node_storage  # storage checks build on the node LUs
+        for warning in node_storage.storage_warnings(self, self.primary_ip):
+            self.log_warning(warning)
         exceptions = [self.existing.uuid] if self.existing is not None else []
         candidate = self.master_capable and should_self_promote(self.cfg, exceptions)
         node = self.existing or objects.Node(name=self.node_name)
