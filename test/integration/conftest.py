@@ -65,23 +65,34 @@ class LocalCluster:
                     pass
 
 
-def init_cluster(root: str, *extra: str) -> LocalCluster:
-    cluster = LocalCluster(root, free_port())
+def new_cluster(prefix: str = "corral-it-") -> LocalCluster:
+    """A cluster object for a fresh root; ``init_cluster`` then makes it real.
+
+    Made before init so that the fixture's cleanup (destroy_local) also runs
+    when init fails half-way and left daemons behind.
+    """
+    return LocalCluster(tempfile.mkdtemp(dir="/tmp", prefix=prefix), free_port())
+
+
+def init_cluster(cluster: LocalCluster, *extra: str) -> LocalCluster:
     cluster.run("gnt-cluster", "init", "--enabled-hypervisors=fake",
                 "--enabled-disk-templates=diskless,file",
-                "--file-storage-dir=%s" % os.path.join(root, "srv", "file"), *extra, "localhost")
+                "--file-storage-dir=%s" % cluster.path("srv", "file"), *extra, "localhost")
     return cluster
+
+
+def destroy_local(cluster: LocalCluster) -> None:
+    """Stop everything of a test cluster, also one whose init failed half-way."""
+    cluster.run("corral-daemon-util", "stop-all", check=False)
+    cluster.kill_all()
+    shutil.rmtree(cluster.root, ignore_errors=True)
 
 
 @pytest.fixture
 def cluster():
-    root = tempfile.mkdtemp(prefix="corral-it-")
-    cl = None
+    cl = new_cluster()
     try:
-        cl = init_cluster(root)
+        init_cluster(cl)
         yield cl
     finally:
-        if cl is not None:
-            cl.run("corral-daemon-util", "stop-all", check=False)
-            cl.kill_all()
-        shutil.rmtree(root, ignore_errors=True)
+        destroy_local(cl)

@@ -7,15 +7,13 @@ small script; the answer comes back as JSON on stdout.
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import textwrap
 
 import httpx
 import pytest
 
-from conftest import BIN, LocalCluster, init_cluster
+from conftest import BIN, LocalCluster, destroy_local, init_cluster, new_cluster
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 _PRELUDE = textwrap.dedent("""\
@@ -87,10 +85,9 @@ def rapi():
     """A one-node cluster whose corral-rapi runs on its own port with two users."""
     if not ganeti_client_available():
         pytest.fail("python3-ganeti-rapi is not installed (make deps)")
-    root = tempfile.mkdtemp(prefix="corral-rapi-it-")
-    cl = None
+    cl = new_cluster("corral-rapi-it-")
     try:
-        cl = init_cluster(root)
+        init_cluster(cl)
         proc = cl.run(os.path.join(BIN, "python"), "-m", "corral.rapi.users",
                       "--vcluster-setup", "--host", "127.0.0.1")
         with open(proc.stdout.strip()) as fh:
@@ -98,7 +95,4 @@ def rapi():
         assert cl.pid("rapi"), "corral-rapi was not started with the master daemons"
         yield RapiCluster(cl, info)
     finally:
-        if cl is not None:
-            cl.run("corral-daemon-util", "stop-all", check=False)
-            cl.kill_all()
-        shutil.rmtree(root, ignore_errors=True)
+        destroy_local(cl)

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -20,7 +19,7 @@ from corral.utils import process
 from corral.utils.console import GuestConsole
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import init_cluster  # noqa: E402
+from conftest import destroy_local, init_cluster, new_cluster  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOOT_TIMEOUT = 180.0
@@ -36,20 +35,18 @@ def kvm_cluster():
     out = subprocess.run([os.path.join(REPO, "tools", "guest-image")], check=True,
                          stdout=subprocess.PIPE, text=True, timeout=900).stdout.split()
     kernel, initrd = out[0], out[1]
-    root = tempfile.mkdtemp(dir="/tmp", prefix="ci")
-    cl = None
+    cl = new_cluster("ci")
+    root = cl.root
     try:
-        cl = init_cluster(root, "--enabled-hypervisors=kvm", "--enabled-disk-templates=file",
+        init_cluster(cl, "--enabled-hypervisors=kvm", "--enabled-disk-templates=file",
                           "-H", "kvm:kernel_path=%s,initrd_path=%s,root_path=/dev/vda,"
                           "kvm_flag=disabled,serial_console=true" % (kernel, initrd))
         yield cl
     finally:
-        if cl is not None:
-            cl.run("corral-daemon-util", "stop-all", check=False)
-            for pid in qemu_pids(root):
-                os.kill(pid, signal.SIGKILL)
-            cl.kill_all()
-        shutil.rmtree(root, ignore_errors=True)
+        cl.run("corral-daemon-util", "stop-all", check=False)
+        for pid in qemu_pids(root):
+            os.kill(pid, signal.SIGKILL)
+        destroy_local(cl)
 
 
 def hv_dir(cluster) -> str:

@@ -3,13 +3,11 @@ provider end to end, storage listings, verify-disks, and the clear refusals of
 LVM and DRBD on a machine without device-mapper and the DRBD module."""
 
 import os
-import shutil
 import stat
-import tempfile
 
 import pytest
 
-from conftest import init_cluster
+from conftest import destroy_local, init_cluster, new_cluster
 
 ADD = ("gnt-instance", "add", "--no-name-check", "--no-ip-check", "--no-nics")
 PROVIDER = {
@@ -40,18 +38,14 @@ def write_provider(root: str, name: str = "fileprov") -> str:
 
 @pytest.fixture
 def storage_cluster():
-    root = tempfile.mkdtemp(prefix="corral-st-")
-    cl = None
+    cl = new_cluster("corral-st-")
     try:
-        write_provider(root)
-        cl = init_cluster(root, "--enabled-disk-templates=diskless,file,ext,plain,drbd",
-                          "--vg-name=xenvg")
+        write_provider(cl.root)
+        init_cluster(cl, "--enabled-disk-templates=diskless,file,ext,plain,drbd",
+                     "--vg-name=xenvg")
         yield cl
     finally:
-        if cl is not None:
-            cl.run("corral-daemon-util", "stop-all", check=False)
-            cl.kill_all()
-        shutil.rmtree(root, ignore_errors=True)
+        destroy_local(cl)
 
 
 def volumes(vols: str) -> list[str]:

@@ -22,6 +22,9 @@ from corral.hypervisor.kvm import params as kp
 from corral.hypervisor.kvm.migration import KvmMigrationMixin
 
 SOCAT = "socat"
+# Seconds between ACPI power button presses during a graceful shutdown.
+POWERDOWN_REPEAT = 5.0
+
 _lock = runtime.instance_lock
 _check_name = runtime.check_name
 
@@ -105,13 +108,24 @@ class KvmHypervisor(KvmMigrationMixin, base.BaseHypervisor):
 
     @staticmethod
     def _powerdown(paths: kp.InstancePaths, pid: int, timeout: float) -> None:
-        """ACPI power button, then wait (event-driven) for QEMU to exit."""
-        try:
-            with qmp.QmpClient(paths.qmp, timeout=min(10.0, max(timeout, 1))) as mon:
-                mon.execute("system_powerdown")
-        except qmp.QmpError:
-            return  # no monitor: the caller kills
-        runtime.wait_pid_exit(pid, timeout)
+        """ACPI power button, then wait (event-driven) for QEMU to exit.
+
+        A press while the guest is still booting (before its ACPI daemon runs)
+        is lost, so the button is pressed again every POWERDOWN_REPEAT seconds
+        until QEMU exits or ``timeout`` passes; the caller then kills it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with qmp.QmpClient(paths.qmp, timeout=min(10.0, max(timeout, 1))) as mon:
+                    mon.execute("system_powerdown")
+            except qmp.QmpError:
+                return  # no monitor (QEMU gone or wedged): the caller kills
+            remaining = deadline - time.monotonic()
+            if runtime.wait_pid_exit(pid, min(POWERDOWN_REPEAT, max(remaining, 0))):
+                return
+            if time.monotonic() >= deadline:
+                return
 
     def reboot_instance(self, inst: base.InstanceSpec, block_devices: list[base.DiskSpec],
                         reboot_type: str = "soft", timeout: int = 120) -> None:
