@@ -40,6 +40,11 @@ def instance_shutdown(hypervisor: str, name: str, timeout: int = 120,
     hv.cleanup_instance(name)
 
 
+def instance_forget(hypervisor: str, name: str) -> None:
+    """The instance was removed from the cluster: drop its kept files (console log)."""
+    get_hypervisor(hypervisor).forget_instance(name)
+
+
 def instance_reboot(instance: dict, disks: list, reboot_type: str,
                     shutdown_timeout: int = 120) -> None:
     """soft/hard reboot through the hypervisor; HypervisorError if it is not running."""

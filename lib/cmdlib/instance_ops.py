@@ -209,6 +209,12 @@ class LUInstanceRemove(iu.InstanceLU):
         if not self.pnode.offline and not ist.remove_disks(self, inst, ignore_failures=True):
             if not self.op.ignore_failures:
                 raise errors.OpExecError("Can't remove instance's disks")
+        if not self.pnode.offline:
+            res = self.rpc.call_one("instance_forget", self.pnode.name,
+                                    {"hypervisor": inst.hypervisor, "name": inst.name})
+            if res.failed:
+                self.log_warning("Could not remove the hypervisor files of %s on %s: %s",
+                                 inst.name, self.pnode.name, res.fail_msg)
         feedback_fn("Removing instance %s out of cluster config" % inst.name)
         self.cfg.remove_instance(inst.uuid)
 

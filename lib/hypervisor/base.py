@@ -133,6 +133,13 @@ class BaseHypervisor(abc.ABC):
     def list_instances(self) -> list[str]:
         """Names of the instances running on this node."""
 
+    def forget_instance(self, name: str) -> None:
+        """The instance left the cluster: drop what the driver kept after stops.
+
+        Drivers that keep nothing past ``cleanup_instance`` have nothing to do
+        here (kvm keeps the serial console log across stops).  Idempotent.
+        """
+
     @abc.abstractmethod
     def get_instance_info(self, name: str) -> dict[str, Any] | None:
         """``{"name","state","memory","vcpus","time"}`` or None if not running."""

@@ -94,7 +94,11 @@ class Node:
         with open(os.path.join(self.work, "etc", "qemu.conf"), "w") as fh:
             fh.write('user = "root"\ngroup = "root"\ndynamic_ownership = 0\nremember_owner = 0\n'
                      'security_driver = "none"\nstdio_handler = "file"\n'
-                     'migration_address = "%s"\nmigration_host = "%s"\n' % (self.ip, self.ip))
+                     'migration_address = "%s"\nmigration_host = "%s"\n'
+                     # The peer-to-peer migration connection's keepalive: the
+                     # default (5 x 5 s) drops it when a busy 2-core machine stalls
+                     # the target daemon, which is not what this test is about.
+                     'keepalive_interval = 10\nkeepalive_count = 12\n' % (self.ip, self.ip))
         for path in LIBVIRT_DIRS:
             os.makedirs(path, exist_ok=True)
         # libvirtd -d returns once the daemon is set up (its status pipe).

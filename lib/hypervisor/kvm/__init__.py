@@ -16,6 +16,7 @@ from typing import Any
 
 from corral import errors
 from corral.hypervisor import base, common
+from corral.utils import io
 from corral.hypervisor import hvparams as hvp
 from corral.hypervisor.kvm import cmdline, netdev, qmp, runtime
 from corral.hypervisor.kvm import params as kp
@@ -145,6 +146,13 @@ class KvmHypervisor(KvmMigrationMixin, base.BaseHypervisor):
             spec = base.InstanceSpec.from_dict(saved["spec"])
             disks = [base.DiskSpec.from_dict(d) for d in saved["disks"]]
             self._start(spec, disks, paths)
+
+    def forget_instance(self, name: str) -> None:
+        """Remove the kept serial console log of a removed instance."""
+        with _lock(_check_name(name)):
+            paths = runtime.paths_for(name)
+            for path in (paths.serial_log, paths.serial_log + ".old"):
+                io.remove_file(path)
 
     def cleanup_instance(self, name: str) -> None:
         with _lock(_check_name(name)):
