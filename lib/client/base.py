@@ -294,6 +294,20 @@ def wait_for_jobs(results: list[list], client: luxi.Client) -> bool:
     return ok
 
 
+def run_evacuation(op: opcodes.OpCode, opts: argparse.Namespace, client: luxi.Client) -> int:
+    """Submit a node/group evacuation, follow the jobs it creates, report as Ganeti."""
+    result = submit_or_send([op], opts, client)
+    if result is None:
+        return constants.EXIT_SUCCESS
+    jobs = (result[0] or {}).get("jobs", [])  # none with --dry-run
+    bad = sum(1 for job in jobs if not wait_for_jobs([job], client))
+    if bad == 0:
+        print("All instances evacuated successfully.")
+        return constants.EXIT_SUCCESS
+    print("There were %s errors during the evacuation." % bad)
+    return constants.EXIT_FAILURE
+
+
 # ---- listing ----------------------------------------------------------------------------
 
 def generic_list(resource: str, opts: argparse.Namespace, names: list[str],

@@ -268,16 +268,7 @@ def evacuate(opts: argparse.Namespace, args: list[str]) -> int:
     op = opcodes.OpNodeEvacuate(node_name=args[0], mode=mode, remote_node=opts.dst_node,
                                 iallocator=opts.iallocator, early_release=opts.early_release,
                                 ignore_soft_errors=opts.ignore_soft_errors)
-    result = base.submit_or_send([op], opts, client)
-    if result is None:
-        return constants.EXIT_SUCCESS
-    jobs = (result[0] or {}).get("jobs", [])  # none with --dry-run
-    bad = sum(1 for job in jobs if not base.wait_for_jobs([job], client))
-    if bad == 0:
-        print("All instances evacuated successfully.")
-        return constants.EXIT_SUCCESS
-    print("There were %s errors during the evacuation." % bad)
-    return constants.EXIT_FAILURE
+    return base.run_evacuation(op, opts, client)
 
 
 def list_tags(opts, args):
