@@ -25,7 +25,7 @@ from corral.hypervisor import DiskSpec, InstanceSpec, NicSpec, get_hypervisor, h
 from corral.utils import process
 from corral.utils.console import GuestConsole as Serial
 
-libvirt = pytest.importorskip("libvirt")
+import libvirt  # noqa: E402  (installed by make deps: libvirt-python)
 
 from corral.hypervisor.libvirt import conn as lvc  # noqa: E402
 from corral.hypervisor.libvirt import driver  # noqa: E402

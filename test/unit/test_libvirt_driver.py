@@ -10,7 +10,7 @@ from corral import errors
 from corral.hypervisor import get_hypervisor, hvparams
 from corral.hypervisor.base import DiskSpec, InstanceSpec, NicSpec
 
-libvirt = pytest.importorskip("libvirt")
+import libvirt  # noqa: E402  (installed by make deps: libvirt-python)
 
 from corral.hypervisor.libvirt import conn as lvc  # noqa: E402
 from corral.hypervisor.libvirt import driver, migration  # noqa: E402
