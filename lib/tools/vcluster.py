@@ -11,6 +11,11 @@ Layout of a vcluster under ``--base DIR`` (see doc/design-multinode.md):
   shared by the cluster's root, as after Ganeti's node setup) and node daemon;
   ``DIR/file`` is bind-mounted per node onto ``DIR/n<i>/file`` (the file
   storage dir), ``DIR/shared`` is the same directory everywhere (sharedfile);
+* ``--hypervisor libvirt``: per node a libvirtd of its own in its namespace
+  (state in ``DIR/n<i>/libvirt``, see :mod:`corral.tools.vcluster_libvirt`),
+  started before the node daemon, which reaches it through
+  ``$CORRAL_LIBVIRT_URI``; peers migrate over TCP on the node addresses;
+* ``--hypervisor xen-pvm`` only where this machine is a Xen dom0;
 * the cluster ``cluster.<vc>.test`` with its master IP on the master's br0;
 * the RAPI (corral-rapi on the master, a write and a read-only user made by
   ``python -m corral.rapi.users --vcluster-setup`` and copied to every node)
@@ -45,6 +50,7 @@ import threading
 from typing import Callable
 
 from corral import ssh
+from corral.tools import vcluster_libvirt as lvsetup
 
 STATE_FILE = "vcluster.json"
 NETNS_ETC = "/etc/netns"
@@ -112,6 +118,7 @@ class VCluster:
         env.update(CORRAL_ROOT=node.root, CORRAL_HOSTNAME=node.name, PATH=PATH, HOME="/root")
         if os.environ.get("CORRAL_GUEST_CACHE"):
             env["CORRAL_GUEST_CACHE"] = os.environ["CORRAL_GUEST_CACHE"]
+        env.update(_hypervisor_env(self, node))
         return env
 
     def save(self) -> None:
@@ -297,7 +304,8 @@ def _drop_master_ip(vc: VCluster, node: Node) -> None:
 def _sshd_config(vc: VCluster, node: Node) -> str:
     d = os.path.join(node.root, "ssh")
     env = vc.node_env(node)
-    setenv = " ".join("%s=%s" % (k, env[k]) for k in ("CORRAL_ROOT", "CORRAL_HOSTNAME", "PATH"))
+    setenv = " ".join("%s=%s" % (k, env[k]) for k in
+                      ("CORRAL_ROOT", "CORRAL_HOSTNAME", "PATH", lvsetup.URI_ENV) if k in env)
     return "\n".join([
         "ListenAddress %s" % node.ip, "Port 22",
         "HostKey %s/ssh_host_ed25519_key" % d, "PidFile %s/sshd.pid" % d,
@@ -340,6 +348,81 @@ def _start_daemons(vc: VCluster, node: Node) -> str | None:
     run_on(vc, node, ["corral-daemon-util", "start", "noded"])
     proc = run_on(vc, node, ["corral-daemon-util", "start-all"], check=False)
     return None if proc.returncode == 0 else (proc.stderr or proc.stdout).strip()
+
+
+# ---- per node hypervisor setup (libvirt, xen-pvm) ----------------------------------------------
+
+HYPERVISORS = ("fake", "kvm", "libvirt", "xen-pvm")
+
+
+def libvirt_dir(node: Node) -> str:
+    """The node's libvirtd state, bind-mounted over libvirt's dirs (see vcluster_libvirt)."""
+    return os.path.join(node.root, "libvirt")
+
+
+def _hypervisor_env(vc: VCluster, node: Node) -> dict[str, str]:
+    """Variables every process of the node gets for its hypervisor (libvirt: its own daemon)."""
+    if vc.hypervisor == "libvirt":
+        return {lvsetup.URI_ENV: lvsetup.libvirt_uri(libvirt_dir(node))}
+    return {}
+
+
+def _check_hypervisor(hypervisor: str) -> None:
+    """Refuse, before anything is made, a hypervisor this machine cannot run."""
+    if hypervisor not in HYPERVISORS:
+        raise VClusterError("Unknown hypervisor %s (choose from %s)" %
+                            (hypervisor, ", ".join(HYPERVISORS)))
+    if hypervisor == "libvirt":
+        try:
+            lvsetup.check_host()
+        except lvsetup.LibvirtSetupError as err:
+            raise VClusterError(str(err)) from None
+    elif hypervisor == "xen-pvm":
+        from corral.hypervisor.xen import driver as xen_driver
+        problem = xen_driver.dom0_problem()
+        if problem:
+            raise VClusterError("--hypervisor xen-pvm needs a Xen dom0 (control_d in "
+                                "/proc/xen/capabilities): %s" % problem)
+
+
+def bridge_mac(node: Node) -> str:
+    """The fixed MAC of the node's br0: locally administered, from its (unique) address."""
+    return "02:00:%02x:%02x:%02x:%02x" % tuple(int(o) for o in node.ip.split("."))
+
+
+def _pin_bridge_mac(node: Node) -> None:
+    """Give the node's br0 a MAC of its own, set explicitly (idempotent).
+
+    A bridge whose MAC was never set takes the lowest MAC of its ports.
+    libvirt makes a guest's tap MAC fe:<guest MAC[1:]>, the same on both
+    nodes of a migration; a node whose eth0 MAC sorts above it would adopt
+    it, and the migration target's bridge would then drop every packet of
+    that node as carrying its own address: the nodes lose each other.
+    """
+    _ip("-n", node.ns, "link", "set", "br0", "address", bridge_mac(node))
+
+
+def _start_node_hypervisor(vc: VCluster, node: Node,
+                           feedback: Feedback = lambda msg: None) -> None:
+    """libvirt: start the node's libvirtd unless it runs (before its node daemon).
+
+    It gets the node's file storage bind too, so its QEMUs open disks at the
+    paths the node daemon gave.  A stopped node (stop-node) left a stale pid
+    file: only a pid inside the node's namespace counts as running.
+    """
+    if vc.hypervisor != "libvirt":
+        return
+    _pin_bridge_mac(node)
+    lvdir = libvirt_dir(node)
+    pid = lvsetup.pid_of(lvdir)
+    if pid is not None and str(pid) in _ip("netns", "pids", node.ns, check=False).stdout.split():
+        return
+    feedback("Starting libvirtd of %s" % node.name)
+    try:
+        lvsetup.start(node.ns, lvdir, node.ip, env=vc.node_env(node),
+                      binds=("%s:%s" % (os.path.join(node.root, "file"), vc.file_dir),))
+    except (lvsetup.LibvirtSetupError, subprocess.TimeoutExpired) as err:
+        raise VClusterError(str(err)) from None
 
 
 def _pidfd_wait(pids: list[int], timeout: float) -> None:
@@ -387,15 +470,23 @@ def _check_host() -> None:
                             % sys.executable)
 
 
-def _guest_hvparams() -> list[str]:
+# Cluster-level hvparams booting the cached guest kernel (tools/guest-image) directly.
+GUEST_HVPARAMS = {
+    "kvm": "kvm:kernel_path=%(kernel)s,initrd_path=%(initrd)s,kvm_flag=disabled,"
+           "root_path=/dev/vda",
+    "libvirt": "libvirt:kernel_path=%(kernel)s,initrd_path=%(initrd)s,root_path=/dev/vda",
+    "xen-pvm": "xen-pvm:kernel_path=%(kernel)s,initrd_path=%(initrd)s,root_path=/dev/xvda",
+}
+
+
+def _guest_hvparams(hypervisor: str = "kvm") -> list[str]:
     cache = os.environ.get("CORRAL_GUEST_CACHE") or os.path.join(
         os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
         ".cache", "guest")
     kernel, initrd = os.path.join(cache, "vmlinuz"), os.path.join(cache, "initrd.img")
     if not (os.path.exists(kernel) and os.path.exists(initrd)):
         raise VClusterError("Guest kernel/initrd missing in %s: run tools/guest-image" % cache)
-    return ["-H", "kvm:kernel_path=%s,initrd_path=%s,kvm_flag=disabled,root_path=/dev/vda" %
-            (kernel, initrd)]
+    return ["-H", GUEST_HVPARAMS[hypervisor] % {"kernel": kernel, "initrd": initrd}]
 
 
 def _init_argv(vc: VCluster, templates: str) -> list[str]:
@@ -403,8 +494,8 @@ def _init_argv(vc: VCluster, templates: str) -> list[str]:
             "--enabled-disk-templates=%s" % templates, "--master-netdev=br0",
             "--file-storage-dir=%s" % vc.file_dir,
             "--shared-file-storage-dir=%s" % vc.shared_dir, "-N", "link=br0"]
-    if vc.hypervisor == "kvm":
-        argv += _guest_hvparams()
+    if vc.hypervisor in GUEST_HVPARAMS:
+        argv += _guest_hvparams(vc.hypervisor)
     return argv + [vc.cluster_name]
 
 
@@ -417,6 +508,7 @@ def create(base: str, nodes: int = 3, hypervisor: str = "fake",
     (another vcluster's base) puts the nodes on that vcluster's L2 segment.
     """
     _check_host()
+    _check_hypervisor(hypervisor)
     base = os.path.realpath(base)
     if os.path.exists(os.path.join(base, STATE_FILE)):
         raise VClusterError("A vcluster already exists under %s; destroy it first" % base)
@@ -454,6 +546,8 @@ def _build(vc: VCluster, share: VCluster | None, templates: str, feedback: Feedb
     _write_hosts(vc)
     for node in vc.nodes:
         _start_sshd(vc, node)
+    for node in vc.nodes:
+        _start_node_hypervisor(vc, node, feedback)
     feedback("Initialising cluster %s on %s" % (vc.cluster_name, vc.nodes[0].name))
     run_on(vc, vc.nodes[0], _init_argv(vc, templates))
     for node in vc.nodes[1:]:
@@ -605,7 +699,7 @@ def _forward(listen_fd: int, to: str) -> int:
 # ---- node operations -------------------------------------------------------------------------
 
 def stop_node(base: str, ident: str) -> None:
-    """Crash a node: SIGKILL all its processes (daemons, sshd, guests), cut its link."""
+    """Crash a node: SIGKILL all its processes (daemons, sshd, libvirtd, guests), cut its link."""
     vc = load(base)
     node = vc.node(ident)
     _kill_namespace(node.ns)
@@ -626,6 +720,7 @@ def start_node(base: str, ident: str) -> str | None:
     if not os.path.exists(os.path.join(node.root, "ssh", "sshd.pid")) or \
             not _ip("netns", "pids", node.ns, check=False).stdout.strip():
         _start_sshd(vc, node)
+    _start_node_hypervisor(vc, node)
     return _start_daemons(vc, node)
 
 
@@ -708,8 +803,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("create", "create a cluster: namespaces, sshd, gnt-cluster init, gnt-node add")
     p.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
-    p.add_argument("--hypervisor", choices=["fake", "kvm"], default="fake",
-                   help="hypervisor of the cluster (kvm boots TCG guests)")
+    p.add_argument("--hypervisor", choices=list(HYPERVISORS), default="fake",
+                   help="hypervisor of the cluster: fake, kvm (TCG guests), libvirt (a"
+                        " libvirtd per node, TCG guests) or xen-pvm (only on a Xen dom0)")
     p.add_argument("--enabled-disk-templates", default=DEFAULT_TEMPLATES,
                    help="comma-separated disk templates (default %s)" % DEFAULT_TEMPLATES)
     p.add_argument("--share-network", metavar="BASE", default=None,
@@ -717,8 +813,9 @@ def _parser() -> argparse.ArgumentParser:
     add("env", "print shell exports making gnt-* here talk to the cluster's master")
     p = add("exec", "run a command on a node (in its namespace, with its environment)", True)
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command and arguments")
-    add("stop-node", "kill every process of a node and cut its link (a crash)", True)
-    add("start-node", "bring a stopped node back: link, sshd, daemons", True)
+    add("stop-node", "kill every process of a node (daemons, libvirtd, guests) and cut its"
+        " link (a crash)", True)
+    add("start-node", "bring a stopped node back: link, sshd, libvirtd, daemons", True)
     add("partition", "cut a node's network", True)
     add("heal", "restore a node's network", True)
     add("destroy", "remove every namespace, process, link, mount and file of the vcluster")

@@ -1,11 +1,12 @@
 """The libvirt driver against real, private libvirtds booting the busybox guest (TCG).
 
 Each "node" is a network namespace with a bridge and its own libvirtd, run
-by hand without systemd (PLATFORM.md §4): user libvirt-qemu must exist (the
-fixture creates it), config files are our own, and /etc/libvirt, /run/libvirt,
-/var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt are bind mounts of a
-temp dir inside a private mount namespace.  The test process reaches each
-daemon from the host through its socket:
+without systemd (PLATFORM.md §4) exactly as tools/vcluster runs one per node
+(corral.tools.vcluster_libvirt: user libvirt-qemu, our own config files,
+/etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/log/libvirt,
+/var/cache/libvirt bind-mounted from a temp dir in a private mount
+namespace).  The test process reaches each daemon from the host through its
+socket:
 ``qemu+unix:///system?socket=<dir>/run/libvirt-sock`` (set as the node's
 $CORRAL_LIBVIRT_URI).  Everything (domains, QEMUs, daemons, namespaces,
 dirs) is removed in fixture finalizers.
@@ -15,13 +16,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
 from corral.hypervisor import DiskSpec, InstanceSpec, NicSpec, get_hypervisor, hvparams
+from corral.tools import vcluster_libvirt as lvsetup
 from corral.utils import process
 from corral.utils.console import GuestConsole as Serial
 
@@ -33,8 +34,6 @@ from corral.hypervisor.libvirt import driver  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OS_PATH = "/sbin:/bin:/usr/sbin:/usr/bin"
 DEADLINE = 180.0
-LIBVIRT_DIRS = ("/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/log/libvirt",
-                "/var/cache/libvirt")
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,25 +43,6 @@ pytestmark = [
                               "busybox-static (make deps)"),
 ]
 
-# Runs inside "ip netns exec NS unshare -m --propagation private": mount, then exec.
-LAUNCHER = r"""
-import os, subprocess, sys
-work = sys.argv[1]
-for sub, target in (("etc", "/etc/libvirt"), ("run", "/run/libvirt"), ("lib", "/var/lib/libvirt"),
-                    ("log", "/var/log/libvirt"), ("cache", "/var/cache/libvirt")):
-    subprocess.run(["mount", "--bind", os.path.join(work, sub), target], check=True)
-os.execvp("libvirtd", ["libvirtd", "-d", "--listen", "--pid-file", "/run/libvirt/libvirtd.pid"])
-"""
-
-
-def ensure_libvirt_user() -> None:
-    """The privileged QEMU driver refuses to start without user libvirt-qemu."""
-    if subprocess.run(["id", "libvirt-qemu"], capture_output=True).returncode == 0:
-        return
-    subprocess.run(["groupadd", "--system", "-f", "libvirt-qemu"], check=True)
-    subprocess.run(["useradd", "--system", "-g", "libvirt-qemu", "-d", "/var/lib/libvirt",
-                    "-s", "/usr/sbin/nologin", "libvirt-qemu"], check=True)
-
 
 class Node:
     """One netns with bridge br0 at ``ip`` and a private libvirtd."""
@@ -71,7 +51,7 @@ class Node:
         self.ns = "clv%s%d" % (tag, os.getpid())
         self.ip = ip
         self.work = tempfile.mkdtemp(prefix="clvd%s" % tag, dir="/tmp")
-        self.uri = "qemu+unix:///system?socket=%s/run/libvirt-sock" % self.work
+        self.uri = lvsetup.libvirt_uri(self.work)
         self.root = os.path.join(self.work, "root")     # the node's CORRAL_ROOT
         self.pid = 0
 
@@ -82,30 +62,16 @@ class Node:
         subprocess.run(["ip", "netns", "add", self.ns], check=True)
         self.ns_run("ip", "link", "set", "lo", "up")
         self.ns_run("ip", "link", "add", "br0", "type", "bridge")
+        # A fixed MAC, or the bridge adopts the guest tap's (fe:...) when that is
+        # the lowest, on both nodes during the migration (see vcluster._pin_bridge_mac).
+        self.ns_run("ip", "link", "set", "br0", "address",
+                    "02:00:%02x:%02x:%02x:%02x" % tuple(int(o) for o in self.ip.split(".")))
         self.ns_run("ip", "addr", "add", self.ip + "/24", "dev", "br0")
         self.ns_run("ip", "link", "set", "br0", "up")
 
     def start_libvirtd(self) -> None:
-        for sub in ("etc", "run", "lib", "log", "cache", "root"):
-            os.makedirs(os.path.join(self.work, sub), exist_ok=True)
-        with open(os.path.join(self.work, "etc", "libvirtd.conf"), "w") as fh:
-            fh.write('listen_tls = 0\nlisten_tcp = 1\nlisten_addr = "%s"\nauth_tcp = "none"\n'
-                     'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n' % self.ip)
-        with open(os.path.join(self.work, "etc", "qemu.conf"), "w") as fh:
-            fh.write('user = "root"\ngroup = "root"\ndynamic_ownership = 0\nremember_owner = 0\n'
-                     'security_driver = "none"\nstdio_handler = "file"\n'
-                     'migration_address = "%s"\nmigration_host = "%s"\n'
-                     # The peer-to-peer migration connection's keepalive: the
-                     # default (5 x 5 s) drops it when a busy 2-core machine stalls
-                     # the target daemon, which is not what this test is about.
-                     'keepalive_interval = 10\nkeepalive_count = 12\n' % (self.ip, self.ip))
-        for path in LIBVIRT_DIRS:
-            os.makedirs(path, exist_ok=True)
-        # libvirtd -d returns once the daemon is set up (its status pipe).
-        subprocess.run(["ip", "netns", "exec", self.ns, "unshare", "-m", "--propagation",
-                        "private", sys.executable, "-c", LAUNCHER, self.work],
-                       check=True, timeout=60)
-        self.pid = process.read_pid_file(os.path.join(self.work, "run", "libvirtd.pid"))
+        os.makedirs(self.root, exist_ok=True)
+        self.pid = lvsetup.start(self.ns, self.work, self.ip)
         assert self.pid and process.is_process_alive(self.pid)
 
     def stop(self) -> None:
@@ -150,7 +116,6 @@ def qemu_pids(name: str) -> list[int]:
 @pytest.fixture
 def nodes(monkeypatch):
     """Two nodes whose bridges are joined by a veth pair (one L2 segment)."""
-    ensure_libvirt_user()
     made = [Node("a", "10.89.0.1"), Node("b", "10.89.0.2")]
     names: list[str] = []
     try:

@@ -111,6 +111,14 @@ def test_unreachable_uri_changes_nothing(node, monkeypatch) -> None:
     problem = hv.verify()
     assert problem and "Cannot connect to libvirt" in problem
     assert hv.get_node_info()["hv_error"] == problem
+    # the node_info procedure keeps the node's own facts and carries the reason
+    from corral.backend import node as backend_node
+    facts = backend_node.node_info(["libvirt", "fake"], [])
+    assert facts["memory_total"] > 0 and facts["hv"]["libvirt"]["hv_error"] == problem
+    assert "hv_error" not in facts["hv"]["fake"]
+    assert backend_node.node_verify({"hypervisors": ["libvirt"]})["hypervisor"] == \
+        {"libvirt": problem}
+
 
 
 def test_bad_hvparams_and_foreign_domain(node) -> None:
@@ -178,3 +186,67 @@ def test_accept_and_abort_on_target(node) -> None:
         hv.finalize_migration_dst(inst, "", success=True)
     hv.finalize_migration_dst(inst, "", success=False)
     assert not os.path.exists(driver.paths_for("lv6").dir)
+
+
+class _FakeDom:
+    """A domain whose guest reacts to the Nth ACPI press only (still booting before)."""
+
+    def __init__(self, reacts_on: int) -> None:
+        self.reacts_on, self.presses, self.active, self.destroyed = reacts_on, 0, True, False
+
+    def shutdown(self) -> None:
+        self.presses += 1
+
+    def destroy(self) -> None:
+        self.active, self.destroyed = False, True
+
+    def name(self) -> str:
+        return "fake"
+
+
+def test_shutdown_presses_the_power_button_again(monkeypatch) -> None:
+    waits = []
+
+    def wait_stopped(_conn, dom, timeout):
+        waits.append(timeout)
+        if dom.presses >= dom.reacts_on:
+            dom.active = False
+        return not dom.active
+
+    monkeypatch.setattr(lvc, "is_active", lambda dom: dom.active)
+    monkeypatch.setattr(lvc, "wait_stopped", wait_stopped)
+    dom = _FakeDom(reacts_on=3)
+    driver.LibvirtHypervisor._halt(None, dom, False, 120)
+    assert dom.presses == 3 and not dom.destroyed
+    assert all(t <= driver.POWERDOWN_REPEAT for t in waits)
+    deaf = _FakeDom(reacts_on=10 ** 6)
+    driver.LibvirtHypervisor._halt(None, deaf, False, 0)        # timeout: destroy
+    assert deaf.presses == 1 and deaf.destroyed
+    forced = _FakeDom(reacts_on=1)
+    driver.LibvirtHypervisor._halt(None, forced, True, 120)
+    assert forced.presses == 0 and forced.destroyed
+
+
+def test_migrated_in_domain_removes_the_source_dir_of_its_socket(node) -> None:
+    import socket as socketlib
+    other = node / "other-node" / "lv9"
+    other.mkdir(parents=True)
+    stale = other / "serial-10.0.0.2.sock"
+    stale.write_text("")                           # left by the QEMU that went away
+    driver.remove_foreign_socket_dir("lv9", str(stale))
+    assert not other.exists()
+    other.mkdir(parents=True)
+    server = socketlib.socket(socketlib.AF_UNIX)
+    try:
+        server.bind(str(other / "serial-10.0.0.3.sock"))   # migrated on: still served
+        server.listen(1)
+        driver.remove_foreign_socket_dir("lv9", str(stale))
+        assert other.exists()
+    finally:
+        server.close()
+    (other / "serial-10.0.0.3.sock").unlink()
+    driver.remove_foreign_socket_dir("lv8", str(stale))     # not this domain's dir
+    driver.remove_foreign_socket_dir("lv9", None)
+    assert other.exists()
+    driver.remove_foreign_socket_dir("lv9", str(other / "serial.sock"))
+    assert not other.exists()

@@ -18,6 +18,7 @@ if set (a vcluster node with its own libvirtd), else the table default
 import os
 import shutil
 import socket
+import time
 from typing import Any
 
 from corral import errors, pathutils, serializer
@@ -31,6 +32,10 @@ from corral.utils import io
 SOCAT = "socat"
 UNIX_PATH_MAX = 107
 URI_ENV = "CORRAL_LIBVIRT_URI"
+# Seconds between ACPI power button presses during a graceful shutdown.
+POWERDOWN_REPEAT = 5.0
+
+
 def _lock(name: str):
     return common.instance_lock("libvirt", name)
 
@@ -122,6 +127,29 @@ def remove_runtime_dir(name: str) -> None:
         io.remove_file(paths.runtime)
         return
     shutil.rmtree(paths.dir, ignore_errors=True)
+
+
+def remove_foreign_socket_dir(name: str, sock: str | None) -> None:
+    """Remove the other node's runtime dir that held our domain's serial socket.
+
+    Only on one machine (vcluster): a domain migrated in kept its socket in
+    the source node's dir of the same name (see migration.dest_xml), which
+    the source could not remove while the socket was served.  Once the
+    domain is gone, that dir goes too if nothing else in it is served.
+    """
+    if not sock:
+        return
+    directory = os.path.dirname(sock)
+    if directory == paths_for(name).dir or os.path.basename(directory) != name:
+        return
+    try:
+        entries = [os.path.join(directory, e) for e in os.listdir(directory)]
+    except FileNotFoundError:
+        return
+    if any(e.endswith(".sock") and socket_served(e) for e in entries) or \
+            any(not e.endswith(".sock") for e in entries):
+        return
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 class LibvirtHypervisor(LibvirtMigrationMixin, base.BaseHypervisor):
@@ -246,22 +274,35 @@ class LibvirtHypervisor(LibvirtMigrationMixin, base.BaseHypervisor):
         with _lock(check_name(name)):
             conn = lvc.connect(self._uri_of(name))
             dom = lvc.lookup(conn, name)
+            sock = None
             if dom is not None:
+                sock = self._live_serial_socket(name)
                 if lvc.is_active(dom):
                     self._halt(conn, dom, force, timeout)
                 if self._owned(dom):
                     self._undefine(dom)
             remove_runtime_dir(name)
+            remove_foreign_socket_dir(name, sock)
 
     @staticmethod
     def _halt(conn: Any, dom: Any, force: bool, timeout: float) -> None:
+        """ACPI shutdown unless ``force``, destroy after ``timeout``.
+
+        A power button press while the guest is still booting (before its
+        ACPI daemon runs) is lost, so it is pressed again every
+        POWERDOWN_REPEAT seconds; each wait ends at the STOPPED event.
+        """
         lv = lvc.libvirt_module()
-        if not force:
+        deadline = time.monotonic() + timeout
+        while not force:
             try:
                 dom.shutdown()
-                lvc.wait_stopped(conn, dom, timeout)
             except lv.libvirtError:
-                pass   # guest without ACPI, or it stopped meanwhile: destroy below
+                break   # guest without ACPI, or it stopped meanwhile: destroy below
+            remaining = deadline - time.monotonic()
+            if lvc.wait_stopped(conn, dom, min(POWERDOWN_REPEAT, max(remaining, 0))) or \
+                    remaining <= POWERDOWN_REPEAT:
+                break
         if lvc.is_active(dom):
             try:
                 dom.destroy()
@@ -290,9 +331,11 @@ class LibvirtHypervisor(LibvirtMigrationMixin, base.BaseHypervisor):
             dom = lvc.lookup(conn, name)
             if dom is not None and lvc.is_active(dom):
                 raise errors.HypervisorError("Instance %s is still running" % name)
+            sock = self._live_serial_socket(name) if dom is not None else None
             if dom is not None and self._owned(dom):
                 self._undefine(dom)
             remove_runtime_dir(name)
+            remove_foreign_socket_dir(name, sock)
 
     # --- queries ---------------------------------------------------------------
     def list_instances(self) -> list[str]:

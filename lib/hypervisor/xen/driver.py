@@ -162,13 +162,21 @@ class XenHypervisor(XenMigrationMixin, base.BaseHypervisor):
                 "command": xl.console_argv(inst.name)}
 
     def validate_parameters(self, hvparams: dict[str, Any]) -> None:
-        """Syntax, then the files the parameters name must exist on this node."""
+        """Can an instance with these hvparams run on this node?
+
+        Syntax, then the files the parameters name must exist here, then this
+        node must be a Xen dom0 (as libvirt's check connects to its URI): the
+        node checks of instance creation and migration run this before
+        anything is made, so a node without Xen fails them with the reason
+        rather than later, or with a misleading "no free memory".
+        """
         self.check_parameters(hvparams)
         params = self.effective_params(hvparams)
         for key in self._FILE_PARAMS:
             if params.get(key) and not os.path.exists(params[key]):
                 raise errors.HypervisorError("Parameter '%s': file %s does not exist" %
                                              (key, params[key]))
+        self._require_dom0()
 
     # --- lifecycle -------------------------------------------------------------
     def start_instance(self, inst: base.InstanceSpec, block_devices: list[base.DiskSpec],
