@@ -1,8 +1,10 @@
 """The job queue: durable jobs, their statuses, scheduling and change notification.
 
 Guarantees (doc/design-jobqueue.md):
-- A job file is written and fsynced before its id is returned; the id serial
-  is fsynced before any job file that uses it.
+- A job is durable (in the queue journal, jqueue_journal.py, and on the
+  master candidates) before its id is returned, with the serial in the same
+  journal record; so are "running" before an opcode executes and final
+  states before they are announced.
 - Statuses follow spec/opcodes.md §2; every transition is persisted.
 - At start, jobs found ``queued`` are queued again; jobs that were ``waiting``,
   ``running`` or ``canceling`` when the master died end in ``error`` (or
@@ -21,151 +23,16 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
 
-from corral import constants, errors, opcodes, serializer
+from corral import constants, errors, jqueue_journal, opcodes, serializer
+# Jobs themselves live in jqueue_job.py; callers know them as jqueue.* (re-exported).
+from corral.jqueue_job import (JOB_FIELDS, CancelJob, QueuedJob,  # noqa: F401
+                               QueuedOpCode, timestamp)
 from corral.utils import io
 
 C = constants
-
-JOB_FIELDS = ("id", "status", "priority", "archived", "ops", "opresult", "opstatus", "oplog",
-              "opstart", "opexec", "opend", "oppriority", "summary", "received_ts", "start_ts",
-              "end_ts")
-
-
-def timestamp() -> list[int]:
-    now = time.time()
-    return [int(now), int((now - int(now)) * 1000000)]
-
-
-class CancelJob(Exception):
-    """Raised inside a worker when the job it runs was canceled while waiting."""
-
-
-class QueuedOpCode:
-    """One opcode of a job with its status, result and log."""
-
-    def __init__(self, op: opcodes.OpCode) -> None:
-        self.input = op
-        self.status = C.OP_STATUS_QUEUED
-        self.result: Any = None
-        self.log: list[list] = []
-        self.priority = op.priority
-        self.start_timestamp: list[int] | None = None
-        self.exec_timestamp: list[int] | None = None
-        self.end_timestamp: list[int] | None = None
-
-    def to_dict(self) -> dict:
-        return {"input": self.input.to_dict(), "status": self.status, "result": self.result,
-                "log": self.log, "priority": self.priority,
-                "start_timestamp": self.start_timestamp, "exec_timestamp": self.exec_timestamp,
-                "end_timestamp": self.end_timestamp}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "QueuedOpCode":
-        op_data = dict(data["input"])
-        cls_op = opcodes.OP_MAPPING[op_data.pop("OP_ID")]
-        qop = cls(cls_op(**op_data))
-        for key in ("status", "result", "log", "priority", "start_timestamp", "exec_timestamp",
-                    "end_timestamp"):
-            setattr(qop, key, data.get(key))
-        return qop
-
-
-class QueuedJob:
-    """A job: an ordered list of opcodes plus timestamps and change bookkeeping."""
-
-    def __init__(self, job_id: int, ops: list[opcodes.OpCode]) -> None:
-        self.id = job_id
-        self.ops = [QueuedOpCode(op) for op in ops]
-        self.received_timestamp: list[int] | None = timestamp()
-        self.start_timestamp: list[int] | None = None
-        self.end_timestamp: list[int] | None = None
-        self.archived = False
-        self.log_serial = 0
-        self.cancel_requested = False
-        self.version = 0
-
-    # ---- derived values ----------------------------------------------------------
-
-    def calc_status(self) -> str:
-        """Job status from opcode statuses (spec/opcodes.md §2)."""
-        status = C.JOB_STATUS_QUEUED
-        all_success = True
-        for op in self.ops:
-            if op.status == C.OP_STATUS_SUCCESS:
-                continue
-            all_success = False
-            if op.status in (C.OP_STATUS_ERROR, C.OP_STATUS_CANCELING, C.OP_STATUS_CANCELED):
-                return op.status
-            if op.status in (C.OP_STATUS_WAITING, C.OP_STATUS_RUNNING):
-                status = op.status
-        if all_success:
-            return C.JOB_STATUS_SUCCESS
-        return status
-
-    def calc_priority(self) -> int:
-        prios = [op.priority for op in self.ops if op.status not in C.OPS_FINALIZED]
-        return min(prios) if prios else C.OP_PRIO_DEFAULT
-
-    def is_finalized(self) -> bool:
-        return self.calc_status() in C.JOBS_FINALIZED
-
-    def get_info(self, fields: Iterable[str]) -> list:
-        return [self._field(f) for f in fields]
-
-    def _field(self, name: str) -> Any:
-        ops = self.ops
-        getters: dict[str, Callable[[], Any]] = {
-            "id": lambda: self.id,
-            "status": self.calc_status,
-            "priority": self.calc_priority,
-            "archived": lambda: self.archived,
-            "ops": lambda: [op.input.to_dict() for op in ops],
-            "opresult": lambda: [op.result for op in ops],
-            "opstatus": lambda: [op.status for op in ops],
-            "oplog": lambda: [op.log for op in ops],
-            "opstart": lambda: [op.start_timestamp for op in ops],
-            "opexec": lambda: [op.exec_timestamp for op in ops],
-            "opend": lambda: [op.end_timestamp for op in ops],
-            "oppriority": lambda: [op.priority for op in ops],
-            "summary": lambda: [op.input.summary() for op in ops],
-            "received_ts": lambda: self.received_timestamp,
-            "start_ts": lambda: self.start_timestamp,
-            "end_ts": lambda: self.end_timestamp,
-        }
-        if name not in getters:
-            raise errors.OpPrereqError("Unknown job field '%s' (known: %s)" %
-                                       (name, ", ".join(JOB_FIELDS)), errors.ECODE_INVAL)
-        return getters[name]()
-
-    def log_entries_after(self, serial: int | None) -> list[list]:
-        serial = -1 if serial is None else serial
-        entries = [e for op in self.ops for e in op.log if e[0] > serial]
-        return sorted(entries, key=lambda e: e[0])
-
-    # ---- persistence ---------------------------------------------------------------
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "ops": [op.to_dict() for op in self.ops],
-                "received_timestamp": self.received_timestamp,
-                "start_timestamp": self.start_timestamp, "end_timestamp": self.end_timestamp,
-                "log_serial": self.log_serial}
-
-    @classmethod
-    def from_dict(cls, data: dict, archived: bool = False) -> "QueuedJob":
-        job = cls.__new__(cls)
-        job.id = data["id"]
-        job.ops = [QueuedOpCode.from_dict(o) for o in data["ops"]]
-        job.received_timestamp = data.get("received_timestamp")
-        job.start_timestamp = data.get("start_timestamp")
-        job.end_timestamp = data.get("end_timestamp")
-        job.log_serial = data.get("log_serial", 0)
-        job.archived = archived
-        job.cancel_requested = False
-        job.version = 0
-        return job
-
 
 class OpExecCallbacks:
     """What the opcode processor may do to the job it runs (one per opcode)."""
@@ -220,9 +87,10 @@ class ReplicationBatch:
     ``files``: job id -> the job file's text (latest version, durable or
     not); ``serial``: the new serial, or None if unchanged; ``archived``: job
     ids moved to the archive since the last batch; ``resync``: someone
-    asked for the whole queue to be sent again (``JobQueue.resync``).
-    ``queue`` gives the replicator a consistent view of the whole queue
-    (``snapshot``, ``read_archived``) for a candidate that must catch up.
+    asked for the whole queue to be sent again (``JobQueue.resync``);
+    ``drain``: the new drain flag, or None if unchanged.  ``queue`` gives the
+    replicator a consistent view of the whole queue (``snapshot``,
+    ``read_archived``, ``is_drained``) for a candidate that must catch up.
     """
 
     files: dict[int, str]
@@ -230,6 +98,7 @@ class ReplicationBatch:
     archived: list[int]
     resync: bool
     queue: "JobQueue"
+    drain: bool | None = None
 
 
 # Called on the writer thread after each local commit, before the batch counts
@@ -254,7 +123,11 @@ class JobQueue:
         os.makedirs(self._archive_dir, exist_ok=True)
         self._processor = processor
         self.lock = threading.RLock()
+        # Thread waiters of job changes (wait_for_job_change) and idle workers
+        # wait on separate conditions: a job's status change must not wake
+        # every idle worker, and a runnable job wakes one worker, not all.
         self._changed = threading.Condition(self.lock)
+        self._work = threading.Condition(self.lock)
         self._jobs: dict[int, QueuedJob] = {}
         self._runnable: list[tuple[int, int, int]] = []
         self._seq = itertools.count()
@@ -262,6 +135,18 @@ class JobQueue:
         self._active: dict[int, threading.Thread] = {}
         self._listeners: dict[int, dict[int, Callable[[], None]]] = {}
         self._listener_ids = itertools.count()
+        jqueue_journal.replay(queue_dir)  # a crash may have left durable batches there
+        self._journal = jqueue_journal.Journal(queue_dir)
+        # The writer appends under it; archiving checkpoints under it (never
+        # taken while waiting for the queue lock, so no deadlock).
+        self._journal_lock = threading.Lock()
+        # Local commits run here while the writer replicates the same batch.
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jq-commit")
+        self._local_commit: Future | None = None
+        self._drained = os.path.exists(self._drain_path())
+        self._drain_seq = self._drain_done = 0
+        self._after_durable: list[tuple[list[tuple[QueuedJob, int]], list[list],
+                                        Callable[[list[list]], None]]] = []
         self._last_serial = self._read_serial()
         self._written_serial = self._last_serial
         self._dirty: dict[int, tuple[int, str, bool]] = {}
@@ -330,62 +215,77 @@ class JobQueue:
 
     def _writer_pending(self) -> bool:
         return bool(self._dirty or self._to_archive or self._nudged
-                    or self._resync_seq != self._resync_done)
+                    or self._resync_seq != self._resync_done
+                    or self._drain_seq != self._drain_done)
 
     def _writer_loop(self) -> None:
-        """Write dirty jobs (latest version each) and the serial; fsync; replicate; report.
+        """Write dirty jobs (latest version each), serial and drain flag; replicate; report.
 
-        A batch counts as written (``_written``, archive and resync sequence
-        numbers) only after the replicator returned, so whoever waits for
-        durability also waits for the master candidates.
+        The local commit (on the ``jq-commit`` thread) and the replication to
+        the candidates run at the same time, and a batch counts as written
+        (``_written``, archive, resync and drain sequence numbers) only once
+        both are done: whoever waits for durability waits for this disk and
+        the master candidates, but not for one after the other.
         """
         while True:
             with self.lock:
                 self._writer_wakeup.wait_for(lambda: self._writer_pending() or self._stopping)
                 if not self._writer_pending():
+                    self._committer.shutdown(wait=False)
+                    with self._journal_lock:
+                        self._journal.close()
                     return
                 batch, self._dirty = self._dirty, {}
                 archived, self._to_archive = self._to_archive, []
                 self._nudged = False
                 serial = self._last_serial
                 archive_seq, resync_seq = self._archive_seq, self._resync_seq
+                drain_seq = self._drain_seq
+                drain = self._drained if drain_seq != self._drain_done else None
             start = time.perf_counter()
-            new_serial = self._commit_locally(batch, serial)
-            committed = time.perf_counter()
-            if self._replicator is not None:
+            files, new_serial = self._batch_files(batch, serial, drain)
+            if self._replicator is None:
+                self._commit_locally(files, serial)
+            else:
+                self._local_commit = self._committer.submit(self._commit_locally, files, serial)
                 try:
                     self._replicator(ReplicationBatch(
                         files={job_id: data for job_id, (_v, data, _d) in batch.items()},
                         serial=new_serial, archived=archived,
-                        resync=resync_seq != self._resync_done, queue=self))
+                        resync=resync_seq != self._resync_done, queue=self, drain=drain))
                 except Exception:  # the writer must survive a replication bug
                     logging.exception("Job queue replication failed")
-            logging.debug("Queue batch of %d jobs: local commit %.1f ms, replication %.1f ms",
-                          len(batch), (committed - start) * 1000,
-                          (time.perf_counter() - committed) * 1000)
+                self._local_commit.result()
+            logging.debug("Queue batch of %d jobs: committed and replicated in %.1f ms",
+                          len(batch), (time.perf_counter() - start) * 1000)
             with self.lock:
                 for job_id, (version, _data, _durable) in batch.items():
                     self._written[job_id] = max(self._written.get(job_id, 0), version)
                 self._archive_done, self._resync_done = archive_seq, resync_seq
+                self._drain_done = drain_seq
+                if self._after_durable:
+                    self._run_after_durable()
                 self._durable.notify_all()
 
-    def _commit_locally(self, batch: dict[int, tuple[int, str, bool]], serial: int) -> int | None:
-        """Write one batch (and the serial) into the queue directory; the serial if it
-        changed, else None.
-
-        Everything goes through one group commit, also the changes nobody waits
-        for: on ext4 replacing a file without fsync costs more (the rename
-        forces the data out anyway) than one fsync shared by the whole batch.
-        """
-        files: dict[str, str | bytes] = {self._job_path(job_id): data
-                                         for job_id, (_v, data, _d) in batch.items()}
+    def _batch_files(self, batch: dict[int, tuple[int, str, bool]], serial: int,
+                     drain: bool | None) -> tuple[dict[str, str | None], int | None]:
+        """The queue files one batch changes, and the serial if it changed (else None)."""
+        files: dict[str, str | None] = {"job-%d" % job_id: data
+                                        for job_id, (_v, data, _d) in batch.items()}
         new_serial = None if serial == self._written_serial else serial
         if new_serial is not None:
-            files[os.path.join(self._dir, "serial")] = "%d\n" % serial
-        if files:
-            io.write_files_group_commit(self._dir, files)
+            files["serial"] = "%d\n" % serial
+        if drain is not None:
+            files["drain"] = "" if drain else None
+        return files, new_serial
+
+    def _commit_locally(self, files: dict[str, str | None], serial: int) -> None:
+        """Make one batch durable here: one journal record for everything, also the
+        changes nobody waits for (jqueue_journal: one fdatasync instead of
+        fsyncing and renaming each file)."""
+        with self._journal_lock:
+            self._journal.commit(files)
         self._written_serial = serial
-        return new_serial
 
     # ---- replication support --------------------------------------------------------
 
@@ -420,9 +320,12 @@ class JobQueue:
     def snapshot(self) -> tuple[dict[int, str], int]:
         """(job id -> file text of every live job, serial) as on disk, consistently.
 
-        For the replicator (writer thread): the writer writes nothing
-        meanwhile, and the queue lock keeps archiving out.
+        For the replicator (writer thread): the batch being replicated is
+        committed locally first, the writer writes nothing meanwhile, and the
+        queue lock keeps archiving out.
         """
+        if self._local_commit is not None:
+            self._local_commit.result()
         with self.lock:
             files = {}
             for name in os.listdir(self._dir):
@@ -457,6 +360,7 @@ class JobQueue:
                 logging.error("Cannot load job file %s: %s", name, err)
                 continue
             self._jobs[job.id] = job
+            self._written[job.id] = job.version  # as on disk
             self._last_serial = max(self._last_serial, job.id)
             status = job.calc_status()
             if status == C.JOB_STATUS_QUEUED:
@@ -501,33 +405,13 @@ class JobQueue:
     def submit_many_jobs(self, jobs: list[list]) -> list[list]:
         """Validate and persist jobs; per job ``[True, id]`` or ``[False, encoded error]``.
 
-        The queue-wide conditions (drained, full) refuse the whole submission.
-        Ids are allocated and the serial file synced before any job file.
+        Returns once the jobs are durable (here and on the candidates); they
+        become runnable then.  The queue-wide conditions (drained, full)
+        refuse the whole submission.  The serial goes into the same journal
+        record as the job files.
         """
         with self.lock:
-            if self.is_drained():
-                raise errors.JobQueueDrainError("Job queue is drained, refusing job")
-            pending = sum(1 for j in self._jobs.values() if not j.archived)
-            if pending + len(jobs) > C.JOB_QUEUE_SIZE_HARD_LIMIT:
-                raise errors.JobQueueFull("Job queue is full, needs archiving (%d jobs)" % pending)
-            first_id = self._last_serial + 1
-            self._last_serial += len(jobs)
-            results: list[list] = []
-            created: list[QueuedJob] = []
-            for idx, ops in enumerate(jobs):
-                job_id = first_id + idx
-                try:
-                    job = QueuedJob(job_id, self._build_ops(ops, job_id, results))
-                except errors.GenericError as err:
-                    results.append([False, errors.encode_exception(err)])
-                    continue
-                self._jobs[job_id] = job
-                job.version += 1
-                self._dirty[job_id] = (job.version, serializer.dumps(job.to_dict()), True)
-                created.append(job)
-                results.append([True, job_id])
-            # Durable before any id is returned or any job runs.
-            self._writer_wakeup.notify()
+            results, created = self._enqueue(jobs)
             for job in created:
                 version = job.version
                 self._durable.wait_for(lambda j=job, v=version: self._written.get(j.id, 0) >= v)
@@ -535,6 +419,66 @@ class JobQueue:
                 if not job.is_finalized():
                     self._make_runnable(job)
             return results
+
+    def submit_many_jobs_async(self, jobs: list[list],
+                               callback: Callable[[list[list]], None]) -> None:
+        """``submit_many_jobs`` for an event loop: does not wait for the disk.
+
+        Queue-wide refusals (drained, full) raise here; otherwise
+        ``callback(results)`` is called once the jobs are durable, on the
+        writer thread with the queue lock held (it must only hand the results
+        over, e.g. ``loop.call_soon_threadsafe``); the jobs are runnable then.
+        """
+        with self.lock:
+            results, created = self._enqueue(jobs)
+            if not created:
+                callback(results)
+                return
+            self._after_durable.append(([(j, j.version) for j in created], results, callback))
+
+    def _run_after_durable(self) -> None:
+        """Writer thread, lock held: finish the asynchronous submissions now durable."""
+        pending = []
+        for entry in self._after_durable:
+            jobs, results, callback = entry
+            if any(self._written.get(job.id, 0) < version for job, version in jobs):
+                pending.append(entry)
+                continue
+            for job, _version in jobs:
+                if not job.is_finalized():
+                    self._make_runnable(job)
+            try:
+                callback(results)
+            except Exception:  # a broken callback must not stop the writer
+                logging.exception("Job submission callback failed")
+        self._after_durable = pending
+
+    def _enqueue(self, jobs: list[list]) -> tuple[list[list], list["QueuedJob"]]:
+        """Lock held: validate, allocate ids, hand the jobs to the writer; (results, created)."""
+        if self.is_drained():
+            raise errors.JobQueueDrainError("Job queue is drained, refusing job")
+        pending = sum(1 for j in self._jobs.values() if not j.archived)
+        if pending + len(jobs) > C.JOB_QUEUE_SIZE_HARD_LIMIT:
+            raise errors.JobQueueFull("Job queue is full, needs archiving (%d jobs)" % pending)
+        first_id = self._last_serial + 1
+        self._last_serial += len(jobs)
+        results: list[list] = []
+        created: list[QueuedJob] = []
+        for idx, ops in enumerate(jobs):
+            job_id = first_id + idx
+            try:
+                job = QueuedJob(job_id, self._build_ops(ops, job_id, results))
+            except errors.GenericError as err:
+                results.append([False, errors.encode_exception(err)])
+                continue
+            self._jobs[job_id] = job
+            job.version += 1
+            self._dirty[job_id] = (job.version, serializer.dumps(job.to_dict()), True)
+            created.append(job)
+            results.append([True, job_id])
+        # Durable before any id is returned or any job runs (callers wait).
+        self._writer_wakeup.notify()
+        return results, created
 
     def _build_ops(self, ops: list, job_id: int, earlier: list[list]) -> list[opcodes.OpCode]:
         if not isinstance(ops, list) or not ops:
@@ -581,7 +525,7 @@ class JobQueue:
 
     def _make_runnable(self, job: QueuedJob) -> None:
         heapq.heappush(self._runnable, (job.calc_priority(), next(self._seq), job.id))
-        self._changed.notify_all()
+        self._work.notify()
 
     def set_workers(self, count: int) -> None:
         """Resize the worker pool (cluster ``max_running_jobs``)."""
@@ -592,15 +536,23 @@ class JobQueue:
                 t = threading.Thread(target=self._worker_loop, name="jq-worker", daemon=True)
                 self._workers.append(t)
                 t.start()
-            self._changed.notify_all()
+            self._work.notify_all()
 
     def _next_job(self) -> QueuedJob | None:
+        """The next runnable job for this worker, or None when the worker must end.
+
+        A worker wakes only for a runnable job (one per job), a pool resize or
+        the stop.  Workers leave ``_workers`` themselves, so its length is
+        the live pool size.
+        """
+        me = threading.current_thread()
         with self.lock:
             while True:
-                if self._stopping or len([t for t in self._workers if t.is_alive()]) > \
-                        self._wanted_workers:
-                    if threading.current_thread() in self._workers:
-                        self._workers.remove(threading.current_thread())
+                if self._stopping or len(self._workers) > self._wanted_workers:
+                    if me in self._workers:
+                        self._workers.remove(me)
+                    if self._runnable:
+                        self._work.notify()  # the wake-up this worker got is not lost
                     return None
                 while self._runnable:
                     _prio, _seq, job_id = heapq.heappop(self._runnable)
@@ -609,7 +561,7 @@ class JobQueue:
                             and job.calc_status() in (C.JOB_STATUS_QUEUED, C.JOB_STATUS_WAITING)):
                         self._active[job.id] = threading.current_thread()
                         return job
-                self._changed.wait()
+                self._work.wait()
 
     def _worker_loop(self) -> None:
         while True:
@@ -858,11 +810,23 @@ class JobQueue:
             if job is None or not job.is_finalized():
                 return False
             self._durable.wait_for(lambda: self._is_durable(job))
+        self._checkpoint()
+        with self.lock:
+            if self._jobs.get(job_id) is not job:
+                return False  # archived meanwhile by someone else
             self._archive(job)
             self._wait_archive_replicated()
             return True
 
+    def _checkpoint(self) -> None:
+        """Make the job files of every durable change so far durable themselves
+        (not only in the journal), so that they can be moved into the archive.
+        Must not be called with the queue lock held (it may take a while)."""
+        with self._journal_lock:
+            self._journal.checkpoint()
+
     def _archive(self, job: QueuedJob) -> None:
+        """Lock held: move a final job, durable and checkpointed, into the archive."""
         dest = self._archived_path(job.id)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         assert job.id not in self._dirty, "archiving job %d with a pending write" % job.id
@@ -886,14 +850,18 @@ class JobQueue:
         archived = 0
         with self.lock:
             candidates = [j for j in self._jobs.values()
-                          if j.is_finalized() and self._is_durable(j)]
+                          if j.is_finalized() and self._is_durable(j) and
+                          (age < 0 or now - (j.end_timestamp[0] if j.end_timestamp else 0) > age)]
+        if candidates:
+            self._checkpoint()
+        with self.lock:
             for job in sorted(candidates, key=lambda j: j.id):
+                if self._jobs.get(job.id) is not job:
+                    continue  # archived meanwhile
                 if timeout is not None and time.monotonic() - start > timeout:
                     break
-                end = job.end_timestamp[0] if job.end_timestamp else 0
-                if age < 0 or now - end > age:
-                    self._archive(job)
-                    archived += 1
+                self._archive(job)
+                archived += 1
             if archived:
                 self._wait_archive_replicated()
             left = sum(1 for j in self._jobs.values() if j.is_finalized())
@@ -905,18 +873,24 @@ class JobQueue:
         return os.path.join(self._dir, "drain")
 
     def is_drained(self) -> bool:
-        return os.path.exists(self._drain_path())
+        return self._drained
 
     def set_drain_flag(self, drain: bool) -> None:
-        if drain:
-            io.write_file_atomic(self._drain_path(), "")
-        else:
-            io.remove_file(self._drain_path())
+        """Set or clear the drain flag; returns once it is durable here and on the
+        master candidates (it goes through the writer, like a job change), so a
+        new master after failover keeps it."""
+        with self.lock:
+            self._drained = bool(drain)
+            self._drain_seq += 1
+            seq = self._drain_seq
+            self._writer_wakeup.notify()
+            self._durable.wait_for(lambda: self._drain_done >= seq or self._stopping)
 
     def stop(self) -> None:
         with self.lock:
             self._stopping = True
             self._changed.notify_all()
+            self._work.notify_all()
             self._writer_wakeup.notify_all()
 
     def pending_count(self) -> int:

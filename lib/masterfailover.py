@@ -10,7 +10,9 @@ directly (RPC with this node's certificate, addresses from ssconf):
 2. stop the old master's daemons and drop its master IP (best effort: it is
    usually dead);
 3. never start from an older configuration than another reachable candidate
-   holds: compare ``serial_no`` and fetch the newest copy first;
+   holds: compare ``serial_no`` and fetch the newest copy first; likewise
+   the job queue, job by job (``freshest_queue``): a candidate that lagged
+   when the master died must not lose acknowledged jobs or final states;
 4. make this node the master in the configuration (the old master stays a
    candidate), write it and ssconf here, push them to the other nodes;
 5. start the master daemons here (masterd brings the master IP up).
@@ -154,6 +156,87 @@ def _freshest_local_config(rpc: Any, candidates: list[str],
     return config.ConfigWriter(pathutils.config_file())
 
 
+def plan_queue_fetch(local: dict[int, int], archived_here: Callable[[int], bool],
+                     peers: dict[str, dict]) -> dict[str, list[int]]:
+    """Which jobs to fetch from which candidate: node -> job ids.
+
+    ``local``: our live jobs' versions; ``peers``: each candidate's
+    ``jobqueue_list(versions=True)`` answer.  A job a candidate holds live in
+    a higher version than ours (or that we lack, unless we archived it) is
+    fetched from the candidate holding the highest version; our live jobs a
+    candidate does not hold live are asked from it too (it may have archived
+    them, with a newer final state).
+    """
+    best: dict[int, tuple[int, str]] = {}
+    plan: dict[str, set[int]] = {}
+    for node in sorted(peers):
+        versions = {int(k): int(v) for k, v in (peers[node].get("versions") or {}).items()}
+        for job_id, version in versions.items():
+            mine = local.get(job_id)
+            if mine is None and archived_here(job_id):
+                continue
+            if (mine is None or version > mine) and \
+                    (job_id not in best or version > best[job_id][0]):
+                best[job_id] = (version, node)
+        missing = set(local) - set(versions)
+        if missing:
+            plan.setdefault(node, set()).update(missing)
+    for job_id, (_version, node) in best.items():
+        plan.setdefault(node, set()).add(job_id)
+    return {node: sorted(ids) for node, ids in plan.items()}
+
+
+def pick_newest_jobs(local: dict[int, int], copies: list[tuple[str, int, str, bool]]
+                     ) -> dict[int, tuple[str, str, bool]]:
+    """job id -> (node, text, archived): the copies to install here.
+
+    ``copies`` are (node, job id, text, archived) fetched from candidates; a
+    copy is taken when its version is higher than our live copy's (or we
+    have none) and than every other copy's.  Unreadable copies are ignored.
+    """
+    from corral.backend import queue as backend_queue
+    chosen: dict[int, tuple[int, str, str, bool]] = {}
+    for node, job_id, text, archived in copies:
+        try:
+            version = backend_queue.job_version(text)
+        except (ValueError, TypeError, AttributeError):
+            continue
+        floor = local.get(job_id, -1)
+        if version > floor and (job_id not in chosen or version > chosen[job_id][0]):
+            chosen[job_id] = (version, node, text, archived)
+    return {job_id: (node, text, archived)
+            for job_id, (_v, node, text, archived) in chosen.items()}
+
+
+def freshest_queue(rpc: Any, peers: list[str], feedback: Feedback) -> None:
+    """Bring this node's job queue copy up to the newest one among the reachable
+    candidates ``peers``, job by job; also the serial (highest) and the drain
+    flag (set if any copy has it).  Unreachable candidates are skipped."""
+    from corral.backend import queue as backend_queue
+    mine = backend_queue.jobqueue_list(versions=True)  # replays our journal first
+    local = {int(k): v for k, v in mine["versions"].items()}
+    answers = rpc.call("jobqueue_list", peers, {"versions": True}) if peers else {}
+    lists = {n: r.data for n, r in answers.items() if not r.failed and isinstance(r.data, dict)}
+    copies = []
+    for node, ids in plan_queue_fetch(local, backend_queue.is_archived, lists).items():
+        res = rpc.call_one("jobqueue_fetch", node, {"ids": ids})
+        if res.failed:
+            feedback("Warning: cannot fetch job queue entries from %s: %s" % (node, res.fail_msg))
+            continue
+        copies += [(node, int(k), v["text"], bool(v["archived"])) for k, v in res.data.items()]
+    newest = pick_newest_jobs(local, copies)
+    serial = max([mine["serial"]] + [int(a.get("serial") or 0) for a in lists.values()])
+    drained = mine["drained"] or any(a.get("drained") for a in lists.values())
+    if not newest and serial == mine["serial"] and drained == mine["drained"]:
+        return
+    files = {str(j): text for j, (_n, text, archived) in newest.items() if not archived}
+    archive = {str(j): text for j, (_n, text, archived) in newest.items() if archived}
+    backend_queue.jobqueue_update(files, serial, archive, drain=drained)
+    if newest:
+        feedback("Took the newer copy of %d job(s) from other candidates (%s)" %
+                 (len(newest), ", ".join(sorted({n for n, _t, _a in newest.values()}))))
+
+
 def master_failover(no_voting: bool = False, feedback: Feedback = print) -> str:
     """Make this node the master (see module doc); returns the old master's name."""
     me = netutils.get_hostname()
@@ -181,6 +264,7 @@ def master_failover(no_voting: bool = False, feedback: Feedback = print) -> str:
                      " disable manually: %s" % (old_master, res.fail_msg))
         peers = [n for n in store.get_master_candidates() if n != me and n in online]
         cfg = _freshest_local_config(rpc, peers, feedback)
+        freshest_queue(rpc, peers, feedback)
         _become_master(cfg, me)
         _distribute(rpc, cfg, me, feedback)
     finally:

@@ -13,10 +13,8 @@ import logging
 import socket
 from typing import Any, Callable
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from corral import constants, errors, pathutils, query, serializer
 from corral.server import context as master_context
@@ -88,6 +86,11 @@ def _query(ctx, args: dict) -> dict:
                        args.get("qfilter"))
 
 
+def _query_dicts(ctx, args: dict) -> query.RawJSON:
+    """Query rows as ``[{field: value}]`` JSON text, passed through by corral-rapi."""
+    return query.query_dicts_json(ctx, args["what"], args["fields"], args.get("names") or [])
+
+
 def _query_fields(ctx, args: dict) -> dict:
     return query.query_fields(args["what"], args.get("fields"))
 
@@ -109,6 +112,7 @@ METHODS: dict[str, Handler] = {
     "QueryClusterInfo": _cluster_info,
     "QueryConfigValues": _config_values,
     "Query": _query,
+    "QueryDicts": _query_dicts,
     "QueryFields": _query_fields,
     "SetWatcherPause": _set_watcher_pause,
 }
@@ -116,8 +120,37 @@ METHODS: dict[str, Handler] = {
 
 def _reply(success: bool, payload: Any, status: int = 200) -> Response:
     key = "result" if success else "error"
+    if isinstance(payload, query.RawJSON):  # already JSON: embed, never re-encode
+        return Response('{"success":true,"result":%s}' % payload.text, status_code=status,
+                        media_type="application/json")
     return Response(serializer.dumps({"success": success, key: payload}), status_code=status,
                     media_type="application/json")
+
+
+# Submissions wait for the disk without a thread: the queue's writer hands the
+# results back to the event loop once the jobs are durable.
+_ASYNC_SUBMIT = ("SubmitJob", "SubmitManyJobs")
+
+
+async def _submit_async(ctx, method: str, args: dict) -> Any:
+    """SubmitJob / SubmitManyJobs; the answer comes once the jobs are durable."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future = loop.create_future()
+
+    def deliver(results: list) -> None:
+        if not done.done():
+            done.set_result(results)
+
+    jobs = [args["ops"]] if method == "SubmitJob" else args["jobs"]
+    ctx.jqueue.submit_many_jobs_async(jobs, lambda r: loop.call_soon_threadsafe(deliver, r))
+    results = await done
+    if method == "SubmitManyJobs":
+        return results
+    ok, value = results[0]
+    if not ok:
+        raise errors.decode_exception(value) if isinstance(value, list) \
+            else errors.OpPrereqError(value, errors.ECODE_INVAL)
+    return value
 
 
 async def _wait_for_job_change(ctx, args: dict) -> Any:
@@ -149,7 +182,13 @@ async def _wait_for_job_change(ctx, args: dict) -> Any:
         ctx.jqueue.remove_listener(job_id, token)
 
 
-def build_app(ctx: master_context.MasterContext) -> Starlette:
+def build_app(ctx: master_context.MasterContext) -> Callable[..., Any]:
+    """The ASGI application: ``POST /<Method>``.
+
+    A bare ASGI callable around Starlette's Request/Response rather than its
+    router and middleware stack: every job costs several requests here, and
+    those layers cost more CPU than the dispatch itself.
+    """
     async def dispatch(request: Request) -> Response:
         method = request.path_params["method"]
         try:
@@ -159,6 +198,8 @@ def build_app(ctx: master_context.MasterContext) -> Starlette:
                 raise errors.ProtocolError("arguments must be a JSON object")
             if method == "WaitForJobChange":
                 result = await _wait_for_job_change(ctx, args)
+            elif method in _ASYNC_SUBMIT:
+                result = await _submit_async(ctx, method, args)
             else:
                 handler = METHODS.get(method)
                 if handler is None:
@@ -175,7 +216,18 @@ def build_app(ctx: master_context.MasterContext) -> Starlette:
             return _reply(False, errors.encode_exception(
                 errors.ProgrammerError("Internal error in %s: %s" % (method, err))))
 
-    return Starlette(routes=[Route("/{method}", dispatch, methods=["POST"])])
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] != "POST":
+            response = _reply(False, errors.encode_exception(
+                errors.ProtocolError("Master daemon methods are called with POST")), 405)
+        else:
+            scope["path_params"] = {"method": scope["path"].lstrip("/")}
+            response = await dispatch(Request(scope, receive))
+        await response(scope, receive, send)
+
+    return app
 
 
 def build_parser():

@@ -3,7 +3,8 @@
 The job queue's writer thread (jqueue.JobQueue) calls ``QueueReplication``
 with every batch after committing it locally and before anyone is told that
 the batch is durable.  One parallel ``jobqueue_update`` call carries the
-batch (job files, serial, archive moves) to every healthy online candidate.
+batch (job files, serial, drain flag, archive moves) to every healthy online
+candidate.
 
 A candidate that fails (one timeout) is recorded in
 ``ctx.queue_replication_failures``; from then on batches skip it and a
@@ -39,7 +40,8 @@ def _parallel(tasks: list[Callable[[], Any]]) -> list[Any]:
 def batch_args(batch: jqueue.ReplicationBatch) -> dict:
     """The ``jobqueue_update`` arguments carrying one batch."""
     return {"files": {str(job_id): text for job_id, text in batch.files.items()},
-            "serial": batch.serial, "archive": {str(job_id): None for job_id in batch.archived}}
+            "serial": batch.serial, "archive": {str(job_id): None for job_id in batch.archived},
+            "drain": batch.drain}
 
 
 def catch_up_args(queue: jqueue.JobQueue, files: dict[int, str], serial: int,
@@ -53,7 +55,8 @@ def catch_up_args(queue: jqueue.JobQueue, files: dict[int, str], serial: int,
     """
     gone = sorted(set(node_live) - set(files))
     return {"files": {str(job_id): text for job_id, text in files.items()}, "serial": serial,
-            "archive": {str(job_id): queue.read_archived(job_id) for job_id in gone}}
+            "archive": {str(job_id): queue.read_archived(job_id) for job_id in gone},
+            "drain": queue.is_drained()}
 
 
 class QueueReplication:
@@ -92,7 +95,8 @@ class QueueReplication:
             normal = [n for n in targets if n not in self.failures]
             catch_up = [n for n in targets if n in self.failures and n in answered]
             lagging = [n for n in targets if n in self.failures and n not in answered]
-        empty = not (batch.files or batch.serial is not None or batch.archived)
+        empty = not (batch.files or batch.serial is not None or batch.archived
+                     or batch.drain is not None)
         tasks: list[Callable[[], dict[str, RpcResult]]] = []
         if normal and not empty:
             tasks.append(lambda: self._ctx.rpc.call("jobqueue_update", normal, batch_args(batch),

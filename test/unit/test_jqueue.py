@@ -259,3 +259,92 @@ def test_job_summary_and_fields(qdir):
     with pytest.raises(errors.OpPrereqError):
         q.query_jobs([job_id], ["nonsense"])
     q.stop()
+
+
+# ---- the journal (jqueue_journal) -----------------------------------------------------------
+
+def test_journal_replay_restores_files_and_ignores_a_torn_record(tmp_path):
+    from corral import jqueue_journal
+    d = str(tmp_path)
+    journal = jqueue_journal.Journal(d)
+    journal.commit({"job-1": "one-v1", "serial": "1\n"})
+    journal.commit({"job-1": "one-v2", "job-2": "two", "drain": ""})
+    journal.commit({"drain": None})
+    journal.close()
+    # A crash: the files' data never reached the disk, the last append was torn.
+    (tmp_path / "job-1").write_text("")
+    os.remove(tmp_path / "job-2")
+    with open(tmp_path / "journal", "ab") as fh:
+        fh.write(jqueue_journal.encode_record({"job-3": "never acknowledged"})[:-5])
+    assert jqueue_journal.replay(d) == 3
+    assert (tmp_path / "job-1").read_text() == "one-v2"
+    assert (tmp_path / "job-2").read_text() == "two"
+    assert not (tmp_path / "drain").exists() and not (tmp_path / "job-3").exists()
+    assert (tmp_path / "journal").stat().st_size == 0
+    assert jqueue_journal.replay(d) == 0  # idempotent
+
+
+def test_journal_refuses_other_names_and_checkpoints_past_its_limit(tmp_path):
+    from corral import jqueue_journal
+    journal = jqueue_journal.Journal(str(tmp_path), limit=200)
+    for bad in ("../config.data", "archive/0/job-1", "job-x", "journal"):
+        with pytest.raises(errors.ParameterError):
+            journal.commit({bad: "x"})
+    journal.commit({"job-1": "x" * 50})
+    assert (tmp_path / "journal").stat().st_size > 0
+    journal.commit({"job-1": "short"})  # overwritten in place: no old tail left
+    assert (tmp_path / "job-1").read_text() == "short"
+    journal.commit({"job-2": "y" * 300})  # past the limit: files synced, journal emptied
+    assert (tmp_path / "journal").stat().st_size == 0
+    assert (tmp_path / "job-2").read_text() == "y" * 300
+    os.remove(tmp_path / "journal")  # removed behind its back (node left): reopened
+    journal.commit({"job-3": "z"})
+    assert jqueue_journal.read_records(str(tmp_path / "journal")) == [{"job-3": "z"}]
+    journal.close()
+
+
+def test_queue_recovers_from_the_journal_and_archives_durable_files(qdir):
+    q = make_queue(qdir, Gate())
+    ids = [q.submit_job([jq_op()]) for _ in range(2)]
+    for job_id in ids:
+        wait_final(q, job_id)
+    q.stop()
+    # Lose the files' data (not the journal's): the next master finds it all.
+    for job_id in ids:
+        with open(os.path.join(qdir, "job-%d" % job_id), "w"):
+            pass
+    q2 = make_queue(qdir, Gate())
+    assert q2.query_jobs(ids, ["status"]) == [["success"], ["success"]]
+    assert q2.archive_job(ids[0])
+    assert os.path.getsize(os.path.join(qdir, "journal")) == 0  # checkpointed first
+    q2.stop()
+    q3 = make_queue(qdir, Gate())  # the archived job does not come back from a journal
+    assert q3.query_jobs(None, ["id"]) == [[ids[1]]]
+    q3.stop()
+
+
+def test_versions_grow_across_restarts(qdir):
+    q = make_queue(qdir, Gate())
+    job_id = q.submit_job([jq_op()])
+    wait_final(q, job_id)
+    q.stop()
+    version = serializer.loads(open(os.path.join(qdir, "job-%d" % job_id)).read())["version"]
+    assert version >= 3  # submitted, running, final
+    q2 = make_queue(qdir, Gate())
+    q2.change_job_priority(job_id, 0)  # refused (final): no write
+    assert q2.get_job(job_id).version == version
+    assert q2.query_jobs([job_id], ["status"]) == [["success"]]
+    q2.stop()
+
+
+def test_drain_flag_is_durable_and_survives_a_restart(qdir):
+    q = make_queue(qdir, Gate())
+    q.set_drain_flag(True)
+    q.stop()
+    q2 = make_queue(qdir, Gate())
+    assert q2.is_drained()
+    with pytest.raises(errors.JobQueueDrainError):
+        q2.submit_job([jq_op()])
+    q2.set_drain_flag(False)
+    q2.stop()
+    assert not make_queue(qdir, Gate()).is_drained()

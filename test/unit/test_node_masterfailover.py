@@ -121,3 +121,62 @@ def test_replication_short_timeout_for_known_bad_and_ssconf_catch_up(tmp_path):
     ctx._replicate("{}", None)
     assert ("write_ssconf", ["node3.example"], context.REPLICATION_RETRY_TIMEOUT) in rpc.calls
     assert ctx.replication_failures == {}
+
+
+# ---- the job queue at failover: the newest copy of each job -----------------------------------
+
+def _job_text(job_id: int, version: int, status: str = "running") -> str:
+    return serializer.dumps({"id": job_id, "ops": [], "status_hint": status, "version": version})
+
+
+def test_plan_fetches_newer_and_missing_jobs_from_the_best_candidate():
+    local = {1: 3, 2: 5, 4: 2}
+    peers = {"a": {"versions": {"1": 4, "2": 5, "3": 2, "9": 1}},
+             "b": {"versions": {"1": 6, "2": 5, "3": 1, "4": 2, "8": 1}}}
+    archived_here = {9}.__contains__
+    plan = masterfailover.plan_queue_fetch(local, archived_here, peers)
+    # 1: b holds the highest; 3: we lack it, a has the newest; 4 is live on b but not
+    # on a (a may have archived it); 8: we lack it; 9: archived here already.
+    assert plan == {"a": [3, 4], "b": [1, 8]}
+
+
+def test_pick_newest_keeps_ours_unless_a_copy_is_newer():
+    local = {1: 3, 2: 5, 4: 2}
+    copies = [("a", 4, _job_text(4, 7, "success"), True),   # archived there, newer
+              ("b", 1, _job_text(1, 6), False),
+              ("a", 1, _job_text(1, 4), False),
+              ("b", 2, _job_text(2, 5), False),                # same version: keep ours
+              ("a", 3, _job_text(3, 2), False),
+              ("b", 3, "not json", False)]
+    newest = masterfailover.pick_newest_jobs(local, copies)
+    assert {j: (n, a) for j, (n, _t, a) in newest.items()} == \
+        {1: ("b", False), 3: ("a", False), 4: ("a", True)}
+    assert '"version":6' in newest[1][1]
+
+
+def test_failover_takes_the_newest_queue_copies(tmp_path, monkeypatch):
+    """A candidate that lagged when the master died: acknowledged jobs and final
+    states held by another candidate are taken, the serial and drain flag too."""
+    from corral.backend import queue as backend_queue
+    from corral.tools import daemon_util
+    monkeypatch.setenv("CORRAL_ROOT", str(tmp_path))
+    monkeypatch.setattr(daemon_util, "running_pid", lambda name: None)
+    backend_queue.jobqueue_update({"1": _job_text(1, 2), "2": _job_text(2, 1)}, 2, {})
+    peer_list = {"live": [2, 3], "serial": 3, "drained": True,
+                 "versions": {"2": 4, "3": 1}}
+    fetched = {"1": {"text": _job_text(1, 5, "success"), "archived": True},
+               "2": {"text": _job_text(2, 4, "success"), "archived": False},
+               "3": {"text": _job_text(3, 1, "queued"), "archived": False}}
+    rpc = ScriptedRpc({("jobqueue_list", "a"): peer_list, ("jobqueue_fetch", "a"): fetched})
+    messages = []
+    masterfailover.freshest_queue(rpc, ["a", "dead"], messages.append)
+    queue = tmp_path / "var" / "lib" / "corral" / "queue"
+    assert backend_queue.job_version((queue / "job-2").read_text()) == 4
+    assert backend_queue.job_version((queue / "job-3").read_text()) == 1
+    assert not (queue / "job-1").exists()
+    assert backend_queue.job_version((queue / "archive" / "0" / "job-1").read_text()) == 5
+    assert (queue / "serial").read_text() == "3\n" and (queue / "drain").exists()
+    assert messages and "3 job(s)" in messages[0]
+    # Nothing newer anywhere: nothing changes, nothing is said.
+    masterfailover.freshest_queue(ScriptedRpc({}), ["a"], messages.append)
+    assert len(messages) == 1 and (queue / "job-2").exists()

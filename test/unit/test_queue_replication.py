@@ -31,7 +31,7 @@ def test_update_writes_files_serial_and_archive_moves(node_root):
     assert (node_root / "archive" / "0" / "job-1").read_text() == "one"
     assert (node_root / "archive" / "0" / "job-2").read_text() == "two-final"
     assert (node_root / "serial").read_text() == "2\n"  # None: unchanged
-    assert backend_queue.jobqueue_list() == {"live": [3], "serial": 2}
+    assert backend_queue.jobqueue_list() == {"live": [3], "serial": 2, "drained": False}
     backend_queue.jobqueue_update({"3": "three"}, None, {"1": None})  # idempotent
     assert backend_queue.jobqueue_list()["live"] == [3]
 
@@ -105,6 +105,73 @@ def test_submission_waits_for_replication_after_local_commit(tmp_path):
     q.stop()
 
 
+def test_async_submission_answers_once_durable_and_replicated(tmp_path):
+    """masterd's SubmitJob path: no thread waits; the callback comes after the
+    replication, and only then does the job run."""
+    qdir = str(tmp_path / "queue")
+    os.makedirs(qdir)
+    rec = Recorder()
+    gate = Gate()
+    gate.block = False
+    q = jqueue.JobQueue(qdir, gate, 1, replicator=rec)
+    rec.open.clear()
+    answered = threading.Event()
+    results = []
+    q.submit_many_jobs_async([[delay_op()], ["not an opcode"]],
+                             lambda r: (results.extend(r), answered.set()))
+    assert not answered.wait(0.5) and gate.ran == []  # not durable: no answer, not run
+    rec.open.set()
+    assert answered.wait(30)
+    assert results[0] == [True, 1] and results[1][0] is False
+    assert wait_final(q, 1) == C.JOB_STATUS_SUCCESS
+    with pytest.raises(errors.JobQueueDrainError):
+        q.set_drain_flag(True)
+        q.submit_many_jobs_async([[delay_op()]], lambda r: None)
+    q.stop()
+
+
+def test_drain_flag_is_replicated_before_it_is_acknowledged(tmp_path, node_root, monkeypatch):
+    """gnt-cluster queue drain: the flag goes to the candidates like a job change, so
+    a new master after failover keeps it; the candidate side stores it."""
+    qdir = str(tmp_path / "master-queue")
+    os.makedirs(qdir)
+    rec = Recorder()
+    q = jqueue.JobQueue(qdir, Gate(), 1, replicator=rec)
+    rec.open.clear()
+    done = threading.Event()
+    setter = threading.Thread(target=lambda: (q.set_drain_flag(True), done.set()))
+    setter.start()
+    assert not done.wait(0.5)  # not acknowledged while not replicated
+    rec.open.set()
+    assert done.wait(30)
+    assert [b.drain for b in rec.batches if b.drain is not None] == [True]
+    assert queue_replication.batch_args(rec.batches[-1])["drain"] is True
+    q.stop()
+    from corral.tools import daemon_util
+    monkeypatch.setattr(daemon_util, "running_pid", lambda name: None)
+    backend_queue.jobqueue_update({}, None, {}, drain=True)
+    assert (node_root / "drain").exists() and backend_queue.jobqueue_list()["drained"]
+    backend_queue.jobqueue_update({"4": "four"}, None, {})  # None: unchanged
+    assert backend_queue.jobqueue_list()["drained"]
+    backend_queue.jobqueue_update({}, None, {}, drain=False)
+    assert not (node_root / "drain").exists()
+
+
+def test_candidate_copy_is_journaled_and_versions_are_listed(node_root, monkeypatch):
+    from corral import jqueue_journal
+    from corral.tools import daemon_util
+    monkeypatch.setattr(daemon_util, "running_pid", lambda name: None)
+    text = serializer.dumps({"id": 7, "ops": [], "version": 12})
+    backend_queue.jobqueue_update({"7": text, "8": "{}"}, 8, {})
+    assert jqueue_journal.read_records(str(node_root / "journal"))[-1]["job-7"] == text
+    listing = backend_queue.jobqueue_list(versions=True)
+    assert listing["versions"] == {"7": 12, "8": 0}
+    backend_queue.jobqueue_update({}, None, {"8": None})
+    assert (node_root / "journal").stat().st_size == 0  # checkpointed before the move
+    assert backend_queue.jobqueue_fetch(["7", "8", "9"]) == {
+        "7": {"text": text, "archived": False}, "8": {"text": "{}", "archived": True}}
+
+
 # ---- the master side ------------------------------------------------------------------------
 
 class FakeRpc:
@@ -154,6 +221,9 @@ class FakeQueue:
     def read_archived(self, job_id):
         return "archived-%d" % job_id if job_id == 4 else None
 
+    def is_drained(self):
+        return True
+
     def nudge(self):
         self.nudged.set()
 
@@ -176,7 +246,7 @@ def test_batches_go_out_in_one_call_and_a_lagging_node_catches_up():
     repl(_batch(queue, {5: "five"}, archived=[4]))
     assert rpc.named("jobqueue_update") == [
         ("jobqueue_update", ["n2", "n3"], {"files": {"5": "five"}, "serial": None,
-                                           "archive": {"4": None}}, 10.0)]
+                                           "archive": {"4": None}, "drain": None}, 10.0)]
     rpc.down.add("n3")
     rpc.calls.clear()
     repl(_batch(queue, {6: "six"}))
@@ -196,7 +266,7 @@ def test_batches_go_out_in_one_call_and_a_lagging_node_catches_up():
     repl(_batch(queue))  # the nudged writer's round: the whole queue to n3
     full = [c for c in rpc.named("jobqueue_update") if c[1] == ["n3"]]
     assert full and full[0][2] == {"files": {"5": "five", "6": "six"}, "serial": 6,
-                                   "archive": {"4": "archived-4"}}
+                                   "archive": {"4": "archived-4"}, "drain": True}
     assert ctx.queue_replication_failures == {}
 
 

@@ -5,6 +5,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -181,6 +182,33 @@ def test_slow_nodes_cost_one_timeout(client, hung_listener):
             "Timeout" in results[name].fail_msg
     assert elapsed < 2.9, "two hung nodes took %.1fs: timeouts were not parallel" % elapsed
 
+
+def test_small_fan_outs_reuse_threads_and_a_full_pool_is_not_waited_for(client, monkeypatch):
+    from corral.rpc import client as rpc_client
+    before = {t.ident for t in threading.enumerate()}
+    for _ in range(3):
+        results = client.call("version", ["node1", "node1-alias"], {})
+        assert all(r.data == constants.PROTOCOL_VERSION for r in results.values())
+    started = {t.ident for t in threading.enumerate()} - before
+    assert len(started) <= 1, "threads started per call"
+    # Every thread of the shared pool is busy (say, with dead nodes' timeouts): a
+    # call does not queue behind them.
+    monkeypatch.setattr(rpc_client, "SHARED_POOL_THREADS", 2)
+    port = client._resolver("node1")[1]
+    resolver = static_resolver({"n1": ("127.0.0.1", port), "n2": ("127.0.0.1", port)})
+    with RpcClient(resolver, client._cert_path, client._ca_path) as rpc:
+        pool = rpc._reserve_shared(2)
+        blocked = threading.Event()
+        try:
+            for _ in range(2):
+                pool.submit(blocked.wait, 30)
+            start = time.monotonic()
+            results = rpc.call("version", ["n1", "n2"], {}, timeout=10.0)
+            assert time.monotonic() - start < 10.0, "queued behind the busy pool"
+            assert all(r.data == constants.PROTOCOL_VERSION for r in results.values())
+        finally:
+            blocked.set()
+            rpc._release_shared(2)
 
 def test_timeout_while_node_works(client):
     start = time.monotonic()
