@@ -10,7 +10,7 @@ only when a requested field needs it.
 
 from typing import Any, Callable
 
-from corral import constants, errors
+from corral import constants, errors, serializer
 from corral.client import query_fields as field_tables  # query_fields() below shadows it
 
 RS_NORMAL = constants.RS_NORMAL
@@ -314,6 +314,46 @@ def query(ctx: Any, what: str, fields: list[str], names: list[str],
                 row.append([RS_UNAVAIL, None])
         rows.append(row)
     return {"fields": field_defs(what, fields), "data": rows}
+
+
+class RawJSON:
+    """A result already encoded as JSON text; masterd sends it as is (no re-encoding)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+DictsEncoder = Callable[[Any, list[str], list[str]], str]
+# Resources with their own (faster, cached) encoder for query_dicts_json.
+_DICTS_ENCODERS: dict[str, DictsEncoder] = {}
+
+
+def register_dicts_encoder(what: str, encoder: DictsEncoder) -> None:
+    """``encoder(ctx, fields, names)`` must return exactly what the generic path of
+    query_dicts_json returns for the same arguments (tests compare the two)."""
+    _DICTS_ENCODERS[what] = encoder
+
+
+def query_dicts_json(ctx: Any, what: str, fields: list[str], names: list[str]) -> RawJSON:
+    """``[{field: value, ...}, ...]`` as JSON text, the shape of RAPI's bulk lists.
+
+    Items and errors as for query() (unknown names raise); a cell without a
+    normal value (no data, offline node, unknown field) is null.  Resources may
+    register a faster encoder producing the same text (register_dicts_encoder).
+    """
+    encoder = _DICTS_ENCODERS.get(what)
+    if encoder is not None:
+        return RawJSON(encoder(ctx, fields, names))
+    return RawJSON(dicts_json_generic(ctx, what, fields, names))
+
+
+def dicts_json_generic(ctx: Any, what: str, fields: list[str], names: list[str]) -> str:
+    """query_dicts_json without the registered encoders (the reference for them)."""
+    rows = query(ctx, what, fields, names)["data"]
+    return serializer.dumps([dict(zip(fields, [cell[1] if cell[0] == RS_NORMAL else None
+                                               for cell in row])) for row in rows])
 
 
 def filter_names(qfilter: Any) -> list[str]:

@@ -1,12 +1,20 @@
 """Logical units for the cluster as a whole: init hooks, query, modify, destroy, redist."""
 
 import copy
+import functools
 import platform
 from typing import Any, Callable
 
 from corral import constants, errors, locking, objects
 from corral.cmdlib.base import LogicalUnit, NoHooksLU
 from corral.hypervisor import hvparams
+
+
+@functools.lru_cache(maxsize=1)
+def _architecture() -> tuple[str, str]:
+    """Ganeti's (bits, machine) pair; computed once (platform.architecture() runs
+    ``file`` on the interpreter each call)."""
+    return ("64bit" if platform.architecture()[0] == "64bit" else "32bit", platform.machine())
 
 
 def cluster_info(cfg) -> dict[str, Any]:
@@ -21,8 +29,7 @@ def cluster_info(cfg) -> dict[str, Any]:
         "os_api_version": max(constants.OS_API_VERSIONS),
         "export_version": constants.EXPORT_VERSION,
         "vcs_version": constants.VCS_VERSION,
-        "architecture": ["64bit" if platform.architecture()[0] == "64bit" else "32bit",
-                         platform.machine()],
+        "architecture": list(_architecture()),
         "name": c.cluster_name,
         "master": cfg.get_master_node_name(),
         "default_hypervisor": c.primary_hypervisor,

@@ -26,7 +26,7 @@ from starlette.responses import Response
 
 from corral import errors, luxi, serializer
 from corral.rapi import params, rlib_cluster, rlib_groups, rlib_instances, rlib_jobs, rlib_nodes
-from corral.rapi.base import Req, Route
+from corral.rapi.base import RawJSON, Req, Route
 from corral.rapi.status import HttpError, error_body, from_corral_error
 from corral.rapi.users import REALM, User, UsersFile
 
@@ -88,8 +88,9 @@ class RapiApp:
         start = time.monotonic()
         code, payload, headers, user = await self._handle(request)
         headers["Connection"] = "close"
-        response = Response(serializer.dumps(payload).encode("utf-8"), status_code=code,
-                            media_type=JSON, headers=headers)
+        body = payload.data if isinstance(payload, RawJSON) else \
+            serializer.dumps(payload).encode("utf-8")
+        response = Response(body, status_code=code, media_type=JSON, headers=headers)
         await response(scope, receive, send)
         logging.info("%s %s %s %d user=%s %.1fms", request.client.host if request.client
                      else "-", request.method, request.url.path, code,

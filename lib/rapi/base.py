@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from corral import constants, errors, luxi
+from corral import constants, errors, luxi, serializer
 from corral.rapi import params
 from corral.rapi.status import HttpError, from_corral_error, not_found
 from corral.rapi.users import ACCESS_READ, ACCESS_WRITE, User
@@ -91,6 +91,15 @@ def route(path: str, name: str, **methods: tuple[Handler, tuple[str, ...]]) -> R
     return Route(re.compile("^" + path + "$", re.ASCII), name, methods)
 
 
+class RawJSON:
+    """A handler's answer already encoded as JSON (masterd's text, passed through)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 # ---- masterd helpers -------------------------------------------------------------------
 
 async def query_rows(req: Req, what: str, fields: list[str],
@@ -105,29 +114,29 @@ async def query_rows(req: Req, what: str, fields: list[str],
             for row in result["data"]]
 
 
-async def query_dicts(req: Req, what: str, fields: list[str],
-                      names: list[str] | None = None, lookup: bool = False) -> list[dict]:
-    rows = await query_rows(req, what, fields, names, lookup)
-    return [dict(zip(fields, row)) for row in rows]
+async def query_dicts_raw(req: Req, what: str, fields: list[str],
+                          names: list[str] | None = None, lookup: bool = False) -> bytes:
+    """JSON text of ``[{field: value}]`` (None for cells without data), made by masterd
+    (QueryDicts) and never decoded here: bulk lists are passed through as they come."""
+    try:
+        return await req.master.call_raw("QueryDicts", what=what, fields=fields,
+                                         names=names or [])
+    except errors.GenericError as err:
+        raise from_corral_error(err, lookup=lookup, query=True) from None
 
 
 async def query_one(req: Req, what: str, fields: list[str], name: str, kind: str) -> dict:
-    """The one named item (404 if unknown)."""
-    items = await query_dicts(req, what, fields, [name], lookup=True)
+    """The one named item (404 if unknown); same values as in the bulk list."""
+    items = serializer.loads(await query_dicts_raw(req, what, fields, [name], lookup=True))
     if not items:
         raise not_found("%s '%s' not known" % (kind, name))
     return items[0]
 
 
-async def list_or_bulk(req: Req, what: str, fields: list[str], key: str,
-                       uri: str, fixup: Callable[[dict], None] | None = None) -> list:
+async def list_or_bulk(req: Req, what: str, fields: list[str], key: str, uri: str) -> Any:
     """``[{key: name, "uri": ...}]`` sorted by name, or the full objects with ``bulk=1``."""
     if req.query.get_bool("bulk"):
-        items = await query_dicts(req, what, fields)
-        if fixup is not None:
-            for item in items:
-                fixup(item)
-        return items
+        return RawJSON(await query_dicts_raw(req, what, fields))
     names = sorted(row[0] for row in await query_rows(req, what, ["name"]))
     return [{key: name, "uri": uri % name} for name in names]
 

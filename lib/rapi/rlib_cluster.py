@@ -23,8 +23,8 @@ async def get_version(req: Req) -> int:
     return constants.RAPI_VERSION
 
 
-async def get_info(req: Req) -> dict:
-    return await req.master.call("QueryClusterInfo")
+async def get_info(req: Req) -> base.RawJSON:
+    return base.RawJSON(await req.master.call_raw("QueryClusterInfo"))
 
 
 async def get_features(req: Req) -> list[str]:

@@ -27,13 +27,6 @@ CREATE_ALIASES = {"name": "instance_name", "os": "os_type"}
 MODIFY_ALIASES = {"custom_beparams": "beparams", "custom_hvparams": "hvparams"}
 
 
-def _fixup(item: dict) -> None:
-    """Compatibility: ``beparams.memory`` always present and equal to ``maxmem``."""
-    be = item.get("beparams")
-    if isinstance(be, dict) and "maxmem" in be:
-        be["memory"] = be["maxmem"]
-
-
 def _static(req: Req, **extra: Any) -> dict:
     out = {"instance_name": req.arg("name")}
     out.update(extra)
@@ -41,13 +34,12 @@ def _static(req: Req, **extra: Any) -> dict:
 
 
 async def get_list(req: Req) -> list:
-    return await base.list_or_bulk(req, "instance", I_FIELDS, "id", "/2/instances/%s", _fixup)
+    # ``beparams.memory`` (= maxmem, for old clients) comes from the query itself.
+    return await base.list_or_bulk(req, "instance", I_FIELDS, "id", "/2/instances/%s")
 
 
 async def get_one(req: Req) -> dict:
-    item = await base.query_one(req, "instance", I_FIELDS, req.arg("name"), "Instance")
-    _fixup(item)
-    return item
+    return await base.query_one(req, "instance", I_FIELDS, req.arg("name"), "Instance")
 
 
 def _usb_devices(body: dict) -> None:

@@ -4,7 +4,7 @@ import os
 import statistics
 import subprocess
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from corral import opcodes
 from corral.tools import bench
@@ -94,3 +94,61 @@ def bench_kvm_boot(quick: bool, out: Out) -> None:
             cluster.run("gnt-instance", "shutdown", "--timeout=0", name)
         out("kvm_boot_to_marker_ms", statistics.median(samples), "ms")
         cluster.run("gnt-instance", "remove", "-f", name)
+
+
+def _fill_instances(client, prefix: str, count: int, start: bool = True) -> None:
+    """``count`` running diskless fake instances, submitted as parallel jobs (no OS install)."""
+    results = client.submit_many_jobs([[_create_op("%s%04d.example.com" % (prefix, i),
+                                                   start=start)] for i in range(count)])
+    for ok, job_id in results:
+        if not ok or bench.wait_done(client, job_id) != "success":
+            raise RuntimeError("filling the cluster failed (job %s)" % job_id)
+
+
+def _median_get_ms(http, path: str, count: int, check: Callable[[Any], None]) -> float:
+    """Median wall time of ``count`` GETs of ``path`` (each a new TLS connection, as the
+    daemon closes every connection); the first answer is checked with ``check``."""
+    for _ in range(3):  # warm up: imports, masterd connection pool, caches
+        resp = http.get(path)
+        resp.raise_for_status()
+    check(resp.json())
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        resp = http.get(path)
+        resp.content  # noqa: B018  (the body is part of the time)
+        samples.append((time.perf_counter() - start) * 1000)
+        if resp.status_code != 200:
+            raise RuntimeError("GET %s: HTTP %d %s" % (path, resp.status_code, resp.text[:200]))
+    return statistics.median(samples)
+
+
+def bench_rapi(quick: bool, out: Out) -> None:
+    """RAPI reads through corral-rapi (HTTPS, anonymous): ``/2/instances?bulk=1`` at 1000
+    running instances and ``/2/info``, median of N GETs with an httpx client."""
+    import httpx
+    total = 300 if quick else 1000
+    with bench.one_node_cluster() as cluster:
+        _big_fake_node(cluster)
+        client = cluster.client()
+        try:
+            _fill_instances(client, "rapi", total)
+        finally:
+            client.close()
+        port = int(cluster.env["CORRAL_RAPI_PORT"])
+
+        def check_bulk(items: Any) -> None:
+            if len(items) != total or not all(i.get("oper_state") for i in items):
+                raise RuntimeError("bulk list: %d items, not %d running" % (len(items), total))
+
+        def check_info(info: Any) -> None:
+            if info.get("name") != "localhost":
+                raise RuntimeError("unexpected /2/info answer: %r" % (info,))
+        with httpx.Client(base_url="https://127.0.0.1:%d" % port, verify=False,
+                          timeout=60) as http:
+            suffix = "" if total == 1000 else "_%d" % total
+            out("rapi_instances_bulk_ms" + suffix,
+                _median_get_ms(http, "/2/instances?bulk=1", 10 if quick else 30, check_bulk),
+                "ms")
+            out("rapi_info_ms", _median_get_ms(http, "/2/info", 20 if quick else 50,
+                                               check_info), "ms")

@@ -178,6 +178,13 @@ BAD_REQUESTS = [
     ("PUT", "/2/groups/default/rename", {"json": {"new_name": "a/b"}}, 400),
     ("POST", "/2/instances/x/disk/0/grow", {"json": {"amount": -5}}, 400),
     ("GET", "/2/instances?bulk=yes", {}, 400),
+    ("POST", "/2/instances", {"json": {"__version__": 1, "mode": "create",
+                                       "name": "z.example.com", "disk_template": "file",
+                                       "disks": [{"size": 64}], "nics": [], "os": "busybox",
+                                       "file_storage_dir": "../../etc"}}, 400),
+    ("PUT", "/2/instances/x.example.com/modify", {"json": [1, 2]}, 400),
+    ("PUT", "/2/instances/x.example.com/modify", {"json": {"disks": [["add", -1,
+                                                                      {"size": -5}]]}}, 400),
 ]
 
 

@@ -1,8 +1,13 @@
 """Instance status and field getters of the ``instance`` query resource."""
 
-from corral import constants, objects, query
+import json
+
+import pytest
+
+from corral import constants, errors, objects, query
 from corral.cmdlib import instance_query as iq
 from corral.cmdlib import os as os_lu
+from corral.rapi.rlib_instances import I_FIELDS
 
 
 class _Rpc:
@@ -118,3 +123,74 @@ def test_os_info_merges_nodes():
     assert not missing.valid
     bad = os_lu.OsInfo("deb", {"n1": dict(good, valid=False, error="missing script")})
     assert not bad.valid and bad.variants == []
+
+
+# ---- bulk rows as JSON (RAPI) ------------------------------------------------------------
+
+_INFO = {"state": "running", "memory": 256, "vcpus": 2}
+_FIELDS = I_FIELDS + ["pnode.group", "be/maxmem", "disk.size/0", "nosuch", "name"]
+
+
+def _both(ctx, fields=_FIELDS, names=()):
+    fast = query.query_dicts_json(ctx, "instance", list(fields), list(names)).text
+    return fast, query.dicts_json_generic(ctx, "instance", list(fields), list(names))
+
+
+def test_dicts_json_is_the_generic_text():
+    ctx, insts = _setup({"n1.x": {"run": _INFO, "errup": _INFO}, "n2.x": None},
+                        offline=("n3",))
+    insts[0].nics = [objects.NIC(mac="aa:00:00:00:00:01", ip="10.0.0.1", nicparams={})]
+    insts[0].tags = ["ünicode", 'quo"te']
+    fast, generic = _both(ctx)
+    assert fast == generic
+    again, _ = _both(ctx)  # from the cache now
+    assert again == generic
+    rows = json.loads(fast)
+    assert [r["name"] for r in rows] == sorted(i.name for i in insts)
+    run = [r for r in rows if r["name"] == "run"][0]
+    assert run["oper_ram"] == 256 and run["status"] == "running" and run["nosuch"] is None
+    assert list(run) == list(dict.fromkeys(_FIELDS))
+    assert _both(ctx, ["status", "name"], ["run", "nodedown"])[0] == \
+        _both(ctx, ["status", "name"], ["run", "nodedown"])[1]
+
+
+def test_dicts_json_unknown_name_raises_like_query():
+    ctx, _ = _setup({})
+    with pytest.raises(errors.OpPrereqError):
+        query.query_dicts_json(ctx, "instance", ["name"], ["nosuch"])
+
+
+def test_dicts_json_cache_follows_changes():
+    ctx, insts = _setup({"n1.x": {"run": _INFO}})
+    run = [i for i in insts if i.name == "run"][0]
+    assert _both(ctx)[0] == _both(ctx)[1]
+    run.admin_state = "down"  # a commit bumps serial_no: the cached row is dropped
+    run.serial_no += 1
+    fast, generic = _both(ctx)
+    assert fast == generic and '"admin_state":"down"' in fast
+    ctx.cfg.nodes["n1"].name = "renamed.x"  # node rename
+    fast, generic = _both(ctx)
+    assert fast == generic and "renamed.x" in fast
+    ctx.cfg.cluster.beparams = {"default": {"maxmem": 4096}}  # inherited parameters
+    fast, generic = _both(ctx)
+    assert fast == generic and "4096" in fast
+    ctx.cfg.group.name = "newgroup"  # groups are never cached
+    fast, generic = _both(ctx)
+    assert fast == generic and "newgroup" in fast
+    del ctx.cfg.instances[run.uuid]  # removed instances leave the cache
+    fast, generic = _both(ctx)
+    assert fast == generic and '"run"' not in fast
+    assert run.uuid not in next(iter(iq._ROW_CACHES[ctx.cfg].values()))[1]
+
+
+def test_other_resources_use_the_generic_text():
+    class Ctx:
+        cfg = None
+    query.register_resource("fakeres", {"name": lambda d, o: o, "n": lambda d, o: len(o)},
+                            lambda ctx, names, getters: (None, ["b", "aa"]))
+    try:
+        text = query.query_dicts_json(Ctx(), "fakeres", ["name", "n", "x"], []).text
+    finally:
+        query._EXTRA_RESOURCES.pop("fakeres")
+    assert json.loads(text) == [{"name": "b", "n": 1, "x": None},
+                                {"name": "aa", "n": 2, "x": None}]

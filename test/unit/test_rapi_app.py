@@ -57,6 +57,14 @@ class FakeMaster:
                  for f in fields] for o in items]
         return {"fields": [], "data": rows}
 
+    async def call_raw(self, method: str, timeout: float | None = None, **args) -> bytes:
+        return json.dumps(await self.call(method, timeout, **args)).encode()
+
+    def _QueryDicts(self, what, fields, names):
+        rows = self._Query(what, fields, names, None)["data"]
+        return [dict(zip(fields, [c[1] if c[0] == RS_NORMAL else None for c in row]))
+                for row in rows]
+
     def _QueryClusterInfo(self):
         return {"name": "cluster", "tags": ["a", "b"]}
 
@@ -280,16 +288,19 @@ def test_instance_modify_reinstall_startup(client, master):
 
 # ---- list shapes and lookups -------------------------------------------------------------
 
-def test_instance_lists(client):
+def test_instance_lists(client, master):
     assert client.get("/2/instances").json() == [
         {"id": "inst0.example.com", "uri": "/2/instances/inst0.example.com"},
         {"id": "inst1.example.com", "uri": "/2/instances/inst1.example.com"}]
     bulk = client.get("/2/instances?bulk=1").json()
     assert [set(i) for i in bulk] == [set(rapi_app.rlib_instances.I_FIELDS)] * 2
-    assert bulk[1]["beparams"]["memory"] == 256 and bulk[1]["oper_state"] is True
+    assert bulk[1]["beparams"]["maxmem"] == 256 and bulk[1]["oper_state"] is True
     assert bulk[0]["nic.ips"] is None
     one = client.get("/2/instances/inst1.example.com").json()
-    assert one["name"] == "inst1.example.com" and one["beparams"]["memory"] == 256
+    assert one == bulk[1]
+    # bulk lists are masterd's QueryDicts text, passed through undecoded
+    assert ("QueryDicts", {"what": "instance", "fields": rapi_app.rlib_instances.I_FIELDS,
+                           "names": []}) in master.calls
     assert_error(client.get("/2/instances/nosuch.example.com"), 404, "not known")
     assert_error(client.get("/2/instances/nosuch.example.com/tags"), 404)
     assert_error(client.get("/2/instances?bulk=x"), 400)
