@@ -6,9 +6,14 @@ instance work is then dictionary lookups.  Status values: spec
 hypervisors-storage.md §9 (Ganeti's ``_GetInstStatus``).
 """
 
+import json
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from json.encoder import encode_basestring_ascii as _encode_str  # type: ignore[attr-defined]
 from typing import Any, Callable
 
-from corral import constants, errors, locking, objects, query
+from corral import constants, errors, locking, objects, query, serializer
 from corral.client import query_fields as qf
 from corral.cmdlib import instance_utils as iu
 from corral.cmdlib.base import NoHooksLU
@@ -330,6 +335,160 @@ def prepare_instances(ctx: Any, names: list[str], getters: list[Getter]):
 
 
 query.register_resource("instance", INSTANCE_GETTERS, prepare_instances)
+
+
+# ---- bulk rows as JSON (RAPI /2/instances?bulk=1) ---------------------------------------
+#
+# A bulk list at 1000 instances is mostly the same text every time: only the
+# live fields change between two requests.  The JSON of each instance's other
+# fields is kept, per requested field list, until the instance changes (every
+# config commit bumps its serial_no), a node it uses is renamed, or the cluster
+# parameters it inherits change.  Group names are not in the key, so fields
+# reading groups are computed every time, like the live ones.
+
+_GROUP_FIELDS = frozenset(["pnode.group", "pnode.group.uuid", "snodes.group",
+                           "snodes.group.uuid"])
+_NO_VALUE = (query.NoData, query.Offline, query.Unavail)
+_MAX_FIELD_LISTS = 8  # cached field lists per config (RAPI uses one or two)
+# config writer -> {field list: (cluster fingerprint, {instance uuid: (key, fragments)})}
+_ROW_CACHES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_ROW_CACHES_LOCK = threading.Lock()
+
+
+def _cluster_fingerprint(cluster: objects.Cluster) -> str:
+    """What cached rows inherit from the cluster (hv/be/nic/os parameters)."""
+    return json.dumps([cluster.hvparams, cluster.os_hvp, cluster.beparams,
+                       cluster.nicparams, cluster.osparams], sort_keys=True, default=str)
+
+
+def _encode(value: Any) -> str:
+    """JSON of one cell, with shortcuts for the live fields' types."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return str(value)
+    if type(value) is str:
+        return _encode_str(value)
+    return serializer.dumps(value)
+
+
+def _value(getter: Getter | None, d: InstanceQueryData, inst: objects.Instance) -> Any:
+    if getter is None:
+        return None
+    try:
+        return getter(d, inst)
+    except _NO_VALUE:
+        return None
+
+
+def _plan(fields: list[str]) -> list[tuple[bool, list[tuple[str, Getter | None]]]]:
+    """Fields in order as runs of (cached?, [(field, getter)]); a live run has one field."""
+    runs: list[tuple[bool, list[tuple[str, Getter | None]]]] = []
+    for name in fields:
+        getter = query.lookup_getter(INSTANCE_GETTERS, name)
+        cached = not getattr(getter, "live", False) and \
+            qf.resolve_alias(qf.RESOURCE_INSTANCE, name) not in _GROUP_FIELDS
+        if cached and runs and runs[-1][0]:
+            runs[-1][1].append((name, getter))
+        else:
+            runs.append((cached, [(name, getter)]))
+    return runs
+
+
+def _row_cache(cfg: Any, fields: tuple[str, ...], fingerprint: str) -> dict:
+    with _ROW_CACHES_LOCK:
+        per_cfg = _ROW_CACHES.setdefault(cfg, {})
+        entry = per_cfg.get(fields)
+        if entry is None or entry[0] != fingerprint:
+            if entry is None and len(per_cfg) >= _MAX_FIELD_LISTS:
+                per_cfg.pop(next(iter(per_cfg)))
+            entry = per_cfg[fields] = (fingerprint, {})
+        return entry[1]
+
+
+def _cached_parts(d: InstanceQueryData, instances: list[objects.Instance], runs: list,
+                  rows: dict, prune: bool) -> list[list[str | None]]:
+    """Per instance, the JSON of each cached run (None for live runs), from the cache
+    when the instance, its nodes' names and the cluster parameters are unchanged."""
+    out = []
+    for inst in instances:
+        key = (inst.serial_no, d.node_name(inst.primary_node),
+               tuple(d.node_name(n) for n in inst.secondary_nodes))
+        entry = rows.get(inst.uuid)
+        if entry is None or entry[0] != key:
+            fragments = [serializer.dumps({name: _value(g, d, inst) for name, g in run})[1:-1]
+                         if cached else None for cached, run in runs]
+            entry = rows[inst.uuid] = (key, fragments)
+        out.append(entry[1])
+    if prune:
+        alive = {inst.uuid for inst in instances}
+        for uuid in [u for u in list(rows) if u not in alive]:
+            rows.pop(uuid, None)
+    return out
+
+
+def _fetch(d: InstanceQueryData, instances: list[objects.Instance], live: bool,
+           console: bool) -> None:
+    if live:
+        d._fetch_live(instances)
+    if console:
+        d._fetch_consoles(instances)
+
+
+def dicts_json(ctx: Any, fields: list[str], names: list[str]) -> str:
+    """query.query_dicts_json for instances: same text, cached per instance.
+
+    Live data is fetched as for query() (one RPC per node, in parallel, only
+    if a live field is asked for), while this thread prepares the cached part.
+    Safe to call from several threads: the cache is only a shortcut, a lost
+    update costs a recomputation.
+    """
+    fields = list(dict.fromkeys(fields))  # a repeated field is one key, as in a dict
+    runs = _plan(fields)
+    instances = select_instances(ctx.cfg, names)
+    getters = [g for _c, run in runs for _f, g in run if g is not None]
+    live = any(getattr(g, "live", False) for g in getters)
+    console = any(getattr(g, "console", False) for g in getters)
+    d = InstanceQueryData(ctx, instances, False)
+    fetching = _live_pool().submit(_fetch, d, instances, live, console) \
+        if live or console else None
+    try:
+        rows = _row_cache(ctx.cfg, tuple(fields), _cluster_fingerprint(d.cluster))
+        cached = _cached_parts(d, instances, runs, rows, not names)
+    finally:
+        if fetching is not None:
+            fetching.result()
+    keys = [_encode_str(run[0][0]) + ":" for _c, run in runs]
+    out = []
+    for inst, fragments in zip(instances, cached):
+        parts = []
+        for i, (is_cached, run) in enumerate(runs):
+            if is_cached:
+                if fragments[i]:
+                    parts.append(fragments[i])
+            else:
+                parts.append(keys[i] + _encode(_value(run[0][1], d, inst)))
+        out.append("{" + ",".join(parts) + "}")
+    return "[" + ",".join(out) + "]"
+
+
+_LIVE_POOL: list[ThreadPoolExecutor] = []
+
+
+def _live_pool() -> ThreadPoolExecutor:
+    """Threads that wait for the nodes' live data while the caller builds rows."""
+    with _ROW_CACHES_LOCK:
+        if not _LIVE_POOL:
+            _LIVE_POOL.append(ThreadPoolExecutor(max_workers=4,
+                                                 thread_name_prefix="query-live"))
+        return _LIVE_POOL[0]
+
+
+query.register_dicts_encoder("instance", dicts_json)
 
 
 # ---- OP_INSTANCE_QUERY_DATA --------------------------------------------------------------
