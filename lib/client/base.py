@@ -224,20 +224,25 @@ def _default_feedback(entry: list) -> None:
 
 def wait_job(job_id: int, client: luxi.Client, on_log: Callable[[list], None] | None,
              on_status: Callable[[str], None] | None = None) -> tuple[str, list, list]:
-    """Follow a job until it is final; returns (status, opstatus, opresult)."""
+    """Follow a job until it is final; returns (status, opstatus, opresult).
+
+    ``on_status(status)`` is called when a whole long poll passed without any
+    change (Ganeti's "not changed" report): the job really sits queued or
+    waiting for locks, and anything said then comes before its next log line.
+    """
     prev_info = None
     prev_serial = None
     while True:
         change = client.wait_for_job_change(job_id, ["status"], prev_info, prev_serial)
         if change is None:
+            if on_status is not None and prev_info is not None:
+                on_status(prev_info[0])
             continue
         for entry in change["log_entries"]:
             if on_log is not None:
                 on_log(entry)
             prev_serial = max(prev_serial or 0, entry[0])
         status = change["job_info"][0]
-        if status != (prev_info or [None])[0] and on_status is not None:
-            on_status(status)
         prev_info = change["job_info"]
         if status in constants.JOBS_FINALIZED:
             break
@@ -249,7 +254,13 @@ def wait_job(job_id: int, client: luxi.Client, on_log: Callable[[list], None] | 
 
 def poll_job(job_id: int, client: luxi.Client, feedback: Callable[[str], None] | None = None
              ) -> list:
-    """Follow a job as Ganeti's CLI does; return results or raise the job's error."""
+    """Follow a job as Ganeti's CLI does; return results or raise the job's error.
+
+    "Job N is waiting in queue" / "... is trying to acquire all necessary
+    locks" go to stderr once each, only when the job stayed in that state for
+    a whole long poll (not for a job that takes its locks at once), so never
+    after log lines of the same wait.
+    """
     notified = set()
 
     def on_status(status: str) -> None:

@@ -12,14 +12,14 @@ nodes for ``--cleanup`` without a target, since the instance may be found
 anywhere).  See doc/design-migration.md.
 """
 
-import concurrent.futures
 from typing import Any, Callable
 
 from corral import constants, errors, locking, objects
+from corral.cmdlib import instance_mirror
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
 from corral.cmdlib.base import expand_node
-from corral.cmdlib.instance_migration_live import (LiveMigration, MigrationPlan,
+from corral.cmdlib.instance_migration_live import (LiveMigration, MigrationPlan, run_async,
                                                    set_primary, storage_migration_kind)
 from corral.hypervisor import HYPERVISORS
 
@@ -217,11 +217,11 @@ class _MoveLU(iu.InstanceLU):
         if self.failover:
             self.target_free_mem = _free_memory(self, target.name, inst.hypervisor, nics)
         else:  # both questions at once: two nodes, one round trip
-            with concurrent.futures.ThreadPoolExecutor(2) as pool:
-                mem = pool.submit(_free_memory, self, target.name, inst.hypervisor, nics)
-                src = pool.submit(self.rpc.call_one, "migration_info", self.source.name,
-                                  {"instance": iu.instance_rpc(self.cfg, inst)})
-                self.target_free_mem = mem.result()
+            src = run_async(self.rpc.call_one, "migration_info", self.source.name,
+                            {"instance": iu.instance_rpc(self.cfg, inst)})
+            try:
+                self.target_free_mem = _free_memory(self, target.name, inst.hypervisor, nics)
+            finally:
                 res = src.result()
             res.raise_if_failed("Cannot get the state of instance %s" % inst.name)
             self.source_info = res.data
@@ -353,6 +353,9 @@ def failover(lu: _MoveLU, feedback: Feedback) -> None:
     timeout = int(getattr(lu.op, "shutdown_timeout", 120))
     feedback("Failover instance %s" % inst.name)
     reachable = not source.offline
+    if inst.disk_template == constants.DT_MIRROR and \
+            inst.admin_state == constants.ADMINST_UP:
+        _check_target_consistency(lu, inst, ignore, ask_primary=reachable)
     if reachable:
         feedback("* shutting down instance on source node")
         res = lu.rpc.call_one("instance_shutdown", source.name,
@@ -384,6 +387,22 @@ def failover(lu: _MoveLU, feedback: Feedback) -> None:
     lu.cfg.update(inst)
     if inst.admin_state == constants.ADMINST_UP:
         _start_on_target(lu, inst, target, feedback, with_secondaries=drbd and reachable)
+
+
+def _check_target_consistency(lu: _MoveLU, inst: objects.Instance, ignore: bool,
+                              ask_primary: bool) -> None:
+    """Only a complete copy on the target may become the primary (unless ``ignore``).
+
+    The running primary knows best (its QEMU's jobs); a dead one leaves the
+    secondary's own record of whether its copy is complete.
+    """
+    for disk, st in zip(inst.disks, instance_mirror.status(lu, inst, ask_primary=ask_primary)):
+        if st is not None and not st.get("is_degraded") and st.get("ldisk_status") == "okay":
+            continue
+        if not ignore:
+            raise errors.OpExecError("Disk %s is degraded on target node, aborting failover" %
+                                     disk.iv_name)
+        lu.log_warning("Disk %s is degraded on target node, proceeding anyway", disk.iv_name)
 
 
 def _start_on_target(lu: _MoveLU, inst: objects.Instance, target: objects.Node,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from corral import constants, errors, objects
+from corral.cmdlib import instance_mirror
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
 from corral.hypervisor import HYPERVISORS
@@ -131,7 +132,9 @@ class LiveMigration:
         self.kind = storage_migration_kind(self.inst.hypervisor) if plan.storage else None
         self.accepted = False
         self.drbd = DrbdRoles(lu, self.inst, feedback) \
-            if self.inst.disk_template in constants.DTS_INT_MIRROR else None
+            if self.inst.disk_template == constants.DT_DRBD8 else None
+        self.mirror = instance_mirror.MirrorRoles(lu, self.inst, feedback) \
+            if self.inst.disk_template == constants.DT_MIRROR else None
         self.dual = False
 
     # ---- the sequence -----------------------------------------------------------------
@@ -141,6 +144,8 @@ class LiveMigration:
         self.feedback("Migrating instance %s" % self.inst.name)
         if self.drbd is not None:
             self.drbd.check_consistency(self.dst)
+        if self.mirror is not None:
+            self.mirror.check_consistency()
         src = self.plan.source_info or self._call(
             self.src, "migration_info", {"instance": self.spec},
             "Failed to get migration information from node %s" % self.src)
@@ -317,30 +322,33 @@ class LiveMigration:
     # ---- end --------------------------------------------------------------------------------
 
     def _finalize(self, info: str) -> None:
-        """Step 8-9: source copy away, config, target runs, old disks closed/removed."""
+        """Step 8-9: source copy away, config, target runs, old disks closed/removed.
+
+        The memory is on the target: both ends are finalized while the
+        configuration is written (it follows the guest whatever they answer);
+        a master crash in between leaves a state ``--cleanup`` repairs.
+        """
         inst = self.inst
         if self.plan.storage and self.kind == "mirror":
             self._call(self.src, "instance_mirror_stop", {"instance": self.spec},
                        "Could not complete the disk mirror on node %s" % self.src)
         old_disks = list(inst.disks)
-        close = [] if self.plan.storage or self.drbd is not None else old_disks
-        # The memory is on the target now: both ends finish at once, then the config
-        # follows the guest whatever they answered.
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            src_job = pool.submit(self.rpc.call_one, "finalize_migration_src", self.src,
-                                  {"instance": self.spec, "success": True,
-                                   "live": self.plan.live,
-                                   "disks": ist._rpc_disks(self.lu, close)})
-            dst_job = pool.submit(self.rpc.call_one, "finalize_migration_dst", self.dst,
-                                  {"instance": self.spec, "info": info, "success": True})
-            src_res, dst_res = src_job.result(), dst_job.result()
-        if not src_res.failed and src_res.data:
-            self.lu.log_warning("Could not close the old disks on node %s: %s", self.src,
-                                src_res.data)
+        old_rpc = ist._rpc_disks(self.lu, old_disks)
+        close = [] if self.plan.storage or inst.disk_template in constants.DTS_INT_MIRROR \
+            else old_disks
+        src_job = run_async(self.rpc.call_one, "finalize_migration_src", self.src,
+                            {"instance": self.spec, "success": True, "live": self.plan.live,
+                             "disks": ist._rpc_disks(self.lu, close)})
+        dst_job = run_async(self.rpc.call_one, "finalize_migration_dst", self.dst,
+                            {"instance": self.spec, "info": info, "success": True})
         set_primary(inst, self.plan.source.uuid, self.plan.target.uuid)
         if self.plan.storage:
             inst.disks = self.plan.created or inst.disks
         self.cfg.update(inst)
+        src_res, dst_res = src_job.result(), dst_job.result()
+        if not src_res.failed and src_res.data:
+            self.lu.log_warning("Could not close the old disks on node %s: %s", self.src,
+                                src_res.data)
         if dst_res.failed:
             raise errors.OpExecError("Could not finalize instance migration on node %s: %s" %
                                      (self.dst, dst_res.fail_msg))
@@ -352,6 +360,9 @@ class LiveMigration:
             self.drbd.secondary(self.src)
             self.drbd.wait_sync()
             self.drbd.reconnect([self.src, self.dst], multimaster=False)
+            return
+        if self.mirror is not None:
+            self.mirror.after_switch(old_rpc)
             return
         if old_disks and self.plan.storage:
             res = self.rpc.call_one("blockdev_remove", self.src,
@@ -380,6 +391,8 @@ class LiveMigration:
         if self.drbd is not None:
             self._revert_drbd(target_ok)
             return
+        if self.mirror is not None:
+            return  # the target keeps exporting its copy; the source still mirrors into it
         disks = self.plan.created or ([] if self.plan.storage else self.inst.disks)
         if disks and target_ok:
             proc = "blockdev_remove" if self.plan.created else "blockdev_shutdown"
@@ -409,10 +422,22 @@ def set_primary(inst: objects.Instance, old: str, new: str) -> None:
     inst.primary_node = new
     if inst.disk_template in constants.DTS_INT_MIRROR:
         inst.secondary_nodes = [old]
+        instance_mirror.swap_roles(inst, new)
         return
     for disk in inst.disks:
         if disk.nodes == [old] or not disk.nodes:
             disk.nodes = [new]
+
+
+# Calls to different nodes that can overlap run here: threads are kept between jobs
+# (starting a thread per call costs more than a node round trip on a busy master).
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=32,
+                                              thread_name_prefix="migration-rpc")
+
+
+def run_async(func: Callable[..., Any], *args: Any) -> "concurrent.futures.Future[Any]":
+    """``func(*args)`` on the shared pool; the caller must collect ``result()``."""
+    return _POOL.submit(func, *args)
 
 
 def _text(err: BaseException) -> str:
@@ -477,5 +502,5 @@ def _wait_transfer(rpc: Any, transfer_id: str, src: str, dst: str, feedback: Fee
             last_report = time.monotonic()
 
 
-__all__ = ["LiveMigration", "MigrationPlan", "copy_disks", "node_ip", "set_primary",
-           "storage_migration_kind"]
+__all__ = ["LiveMigration", "MigrationPlan", "copy_disks", "node_ip", "run_async",
+           "set_primary", "storage_migration_kind"]

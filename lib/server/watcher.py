@@ -6,7 +6,9 @@ Run from cron (``corral-watcher``, or ``--once``) or as a loop
 * every node: stop here if the watcher is paused (``gnt-cluster watcher
   pause``; the pause file is pushed to every node) unless ``--ignore-pause``;
   start the Corral daemons that belong on the node but do not run; run the
-  scripts in ``<hooks dir>/watcher/``;
+  scripts in ``<hooks dir>/watcher/``; with the cluster's
+  ``maintain_node_health``, a node the master candidates consider offline
+  stops its instances and DRBD devices (watcher_health.py);
 * the master, in addition: make sure masterd answers (restart it once
   otherwise) and the RAPI daemon answers ``GET /version``; archive finished
   jobs older than ``--job-age`` (default 6 h); then per node group
@@ -29,7 +31,7 @@ import threading
 import time
 from typing import Any
 
-from corral import constants, errors, pathutils, ssconf, watcher_groups
+from corral import constants, errors, pathutils, ssconf, watcher_groups, watcher_health
 from corral.tools import daemon_util
 from corral.utils import io, process
 from corral.watcher_groups import InstanceInfo, NodeInfo
@@ -119,6 +121,14 @@ def run_hooks() -> None:
             logging.error("Watcher hook %s failed: %s", name, result.describe())
         else:
             logging.debug("Watcher hook %s succeeded", name)
+
+
+def node_health() -> None:
+    """The ``maintain_node_health`` duty (watcher_health.py); never fails the run."""
+    try:
+        watcher_health.maintain(watcher_health.ask_candidates, watcher_health.real_actions())
+    except errors.GenericError as err:
+        logging.error("Node health maintenance failed: %s", err)
 
 
 # ---- master ------------------------------------------------------------------------------
@@ -252,6 +262,7 @@ def run_once(opts: argparse.Namespace) -> int:
     try:
         ensure_daemons()
         run_hooks()
+        node_health()
         if daemon_util.is_master():
             master_duties(opts)
     except errors.GenericError as err:

@@ -83,3 +83,42 @@ def test_move_and_migrate_file_disks(vcluster):
         assert proc.returncode == 1 and "does not allow failovers" in proc.stderr
     finally:
         vc.gnt("gnt-instance", "remove", "-f", name, check=False)
+
+
+def _fake_record(vc, node: str, name: str) -> str:
+    return os.path.join(vc.node(node).root, "var", "run", "corral", "fake-hypervisor",
+                        name + ".json")
+
+
+def test_watcher_maintains_the_health_of_an_offline_node(vcluster):
+    """A node cut off, marked offline and failed over from comes back still running the
+    instance: with maintain_node_health its watcher stops that stale copy."""
+    from corral.tools import vcluster as vcluster_api
+    vc = vcluster
+    a, b = guest_hosts(vc)
+    name = "mh1.fake.test"
+    healed = offline = False
+    try:
+        vc.gnt(*ADD, "-t", "sharedfile", "-s", "8m", "-n", b, name)
+        vc.gnt("gnt-cluster", "modify", "--maintain-node-health", "yes")
+        # An online node is left alone.
+        proc = vc.on(b, "corral-watcher", "--once", "--debug")
+        assert "Node health: this node is online" in proc.stderr
+        vcluster_api.partition(vc.base, b)
+        vc.gnt("gnt-node", "modify", "-O", "yes", "--force", b)
+        offline = True
+        vc.gnt("gnt-instance", "failover", "-f", "--ignore-consistency", "-n", a, name)
+        vcluster_api.heal(vc.base, b)
+        healed = True
+        assert os.path.exists(_fake_record(vc, b, name))  # the stale copy
+        proc = vc.on(b, "corral-watcher", "--once", "--debug")
+        assert "should not be running, shutting them down: %s" % name in proc.stderr
+        assert not os.path.exists(_fake_record(vc, b, name))
+        assert os.path.exists(_fake_record(vc, a, name)) and pnode(vc, name) == a
+    finally:
+        if not healed:
+            vcluster_api.heal(vc.base, b)
+        if offline:
+            vc.gnt("gnt-node", "modify", "-O", "no", b, check=False)
+        vc.gnt("gnt-cluster", "modify", "--maintain-node-health", "no", check=False)
+        vc.gnt("gnt-instance", "remove", "-f", name, check=False)

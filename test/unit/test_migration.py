@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from corral import config as config_mod
 from corral import errors, opcodes
 from corral.cmdlib import instance_migration as im
 from corral.cmdlib import instance_migration_live as iml
@@ -230,23 +231,34 @@ def test_move_refusals(cl):
 
 # ---- cleanup ----------------------------------------------------------------------------------
 
-def _crash_after(cfg, rpc, name, target, stop_before):
-    """Run a migration that 'crashes' when it reaches ``stop_before``."""
-    class Crash(Exception):
-        pass
+class Crash(Exception):
+    pass
 
-    def crash(node, func, **args):
+
+def _crash_after(cfg, rpc, name, target, *stop_before, config=True):
+    """Run a migration whose master 'crashes' when it reaches any of ``stop_before``
+    (and, unless ``config``, before the configuration write); the configuration of
+    the restarted master (read back from its file)."""
+    def crash(*_args, **_kwargs):
         raise Crash()
-    rpc.override[stop_before] = crash
-    with pytest.raises(Crash):
-        run(cfg, rpc, opcodes.OpInstanceMigrate(instance_name=name, target_node=target))
-    rpc.override.clear()
+    for procedure in stop_before:
+        rpc.override[procedure] = crash
+    update = cfg.update
+    if not config:
+        cfg.update = crash
+    try:
+        with pytest.raises(Crash):
+            run(cfg, rpc, opcodes.OpInstanceMigrate(instance_name=name, target_node=target))
+    finally:
+        rpc.override.clear()
+        cfg.update = update
+    return config_mod.ConfigWriter(cfg._path)
 
 
 def test_cleanup_after_crash_before_completion(cl):
     cfg, rpc = cl
     add_instance(cfg, rpc, "c1", "sharedfile")
-    _crash_after(cfg, rpc, "c1", "node2.example", "instance_migrate")
+    cfg = _crash_after(cfg, rpc, "c1", "node2.example", "instance_migrate")
     assert running_on(rpc, "c1") == ["node1.example", "node2.example"]
     log = []
     run(cfg, rpc, opcodes.OpInstanceMigrate(instance_name="c1", cleanup=True), log)
@@ -257,13 +269,30 @@ def test_cleanup_after_crash_before_completion(cl):
 def test_cleanup_after_crash_after_completion(cl):
     cfg, rpc = cl
     add_instance(cfg, rpc, "c2", "sharedfile")
-    _crash_after(cfg, rpc, "c2", "node3.example", "finalize_migration_src")
+    cfg = _crash_after(cfg, rpc, "c2", "node3.example", "finalize_migration_src",
+                       "finalize_migration_dst", config=False)
+    assert pnode(cfg, "c2") == "node1.example"
     log = []
     run(cfg, rpc, opcodes.OpInstanceMigrate(instance_name="c2", cleanup=True,
                                             target_node="node3.example"), log)
     assert pnode(cfg, "c2") == "node3.example"
     assert running_on(rpc, "c2") == ["node3.example"]
     assert "* instance running on node node3.example, updating config" in log
+
+
+def test_cleanup_after_crash_after_config_write(cl):
+    # Both ends are finalized while the config is written: a crash after the
+    # write leaves the target waiting and the source's leftover behind.
+    cfg, rpc = cl
+    add_instance(cfg, rpc, "c4", "sharedfile")
+    cfg = _crash_after(cfg, rpc, "c4", "node3.example", "finalize_migration_src",
+                       "finalize_migration_dst")
+    assert pnode(cfg, "c4") == "node3.example"
+    log = []
+    run(cfg, rpc, opcodes.OpInstanceMigrate(instance_name="c4", cleanup=True), log)
+    assert running_on(rpc, "c4") == ["node3.example"]
+    assert "* the memory arrived on node node3.example, finishing the migration there" in log
+    assert "* stopping the leftover copy (postmigrate) on node node1.example" in log
 
 
 def test_cleanup_refuses_when_running_nowhere(cl):

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from corral import constants, watcher_groups, watcher_state
+from corral import constants, errors, watcher_groups, watcher_health, watcher_state
 from corral.server import watcher
 from corral.watcher_groups import InstanceInfo, NodeInfo
 from corral.watcher_state import WatcherState
@@ -137,3 +137,95 @@ def test_options():
     assert opts.interval is None and opts.job_age == 6 * 3600 and opts.verify_disks
     with pytest.raises(SystemExit):
         watcher.build_parser().parse_args(["--interval", "soon"])
+
+
+# ---- maintain_node_health ----------------------------------------------------------------------
+
+def _role(serial, maintain=True, offline=True):
+    return {"serial_no": serial, "maintain_node_health": maintain, "offline": offline}
+
+
+@pytest.mark.parametrize("answers,act,why", [
+    ({"c1": _role(7), "c2": _role(7)}, True, "offline per c1, c2 (configuration serial 7)"),
+    ({"c1": _role(7), "c2": None}, True, "offline per c1 "),
+    ({"c1": _role(8, offline=False), "c2": _role(7)}, False, "this node is online"),
+    ({"c1": _role(8), "c2": _role(8, offline=False)}, False, "inconsistent"),
+    ({"c1": _role(7, maintain=False)}, False, "maintain_node_health is off"),
+    ({"c1": _role(7, offline=None)}, False, "not in the cluster configuration"),
+    ({"c1": None, "c2": "garbage"}, False, "no master candidate answered"),
+    ({}, False, "no master candidate answered"),
+])
+def test_node_health_decision(answers, act, why):
+    parsed = {n: watcher_health.RoleAnswer.from_rpc(d) for n, d in answers.items()}
+    got_act, got_why = watcher_health.decide(parsed)
+    assert got_act is act and why in got_why
+
+
+class FakeNode:
+    """A node's instances and DRBD minors; stopping one removes it."""
+
+    def __init__(self, running, minors, broken=()):
+        self.running, self.minors, self.broken = dict(running), list(minors), set(broken)
+
+    def stop(self, hv, name):
+        if name in self.broken:
+            raise errors.HypervisorError("cannot stop %s" % name)
+        assert self.running.pop(name) == hv
+
+    def down(self, minor):
+        self.minors.remove(minor)
+
+    def actions(self):
+        return watcher_health.NodeActions(lambda: dict(self.running), self.stop,
+                                          lambda: list(self.minors), self.down)
+
+
+class FakeStore:
+    def __init__(self, master="m", candidates=("m", "c1", "off")):
+        self.master, self.candidates = master, list(candidates)
+
+    def get_master_node(self):
+        return self.master
+
+    def get_master_candidates(self):
+        return list(self.candidates)
+
+
+def test_offline_node_stops_its_instances_and_drbd():
+    node = FakeNode({"i1": "kvm", "i2": "fake", "stuck": "kvm"}, [0, 3], broken={"stuck"})
+    asked = []
+
+    def ask(candidates, me):
+        asked.append((candidates, me))
+        return {"m": _role(12), "c1": _role(12)}
+    stopped = watcher_health.maintain(ask, node.actions(), FakeStore(), "off")
+    assert asked == [(["m", "c1"], "off")]  # never itself
+    assert stopped == (["i1", "i2"], [0, 3])
+    assert node.running == {"stuck": "kvm"} and node.minors == []
+    # Idempotent: the next run stops what is left and nothing else.
+    node.broken.clear()
+    assert watcher_health.maintain(ask, node.actions(), FakeStore(), "off") == (["stuck"], [])
+
+
+def test_online_node_and_master_are_left_alone():
+    node = FakeNode({"i1": "kvm"}, [1])
+    online = lambda cands, me: {"m": _role(5, offline=False)}  # noqa: E731
+    assert watcher_health.maintain(online, node.actions(), FakeStore(), "n2") is None
+    never = lambda cands, me: pytest.fail("the master asked")  # noqa: E731
+    assert watcher_health.maintain(never, node.actions(), FakeStore(), "m") is None
+    assert node.running == {"i1": "kvm"} and node.minors == [1]
+
+
+def test_node_role_reads_the_candidates_config_copy(root):
+    from corral import pathutils, serializer
+    from corral.backend import watcher as bwatcher
+    with pytest.raises(errors.ConfigurationError):
+        bwatcher.node_role("n2")
+    with open(pathutils.config_file(), "w") as fh:
+        fh.write(serializer.dumps({"serial_no": 9, "cluster": {"maintain_node_health": True},
+                                   "nodes": {"u1": {"name": "n1", "offline": False},
+                                             "u2": {"name": "n2", "offline": True}}}))
+    assert bwatcher.node_role("n2") == {"serial_no": 9, "maintain_node_health": True,
+                                        "offline": True}
+    assert bwatcher.node_role("n1")["offline"] is False
+    assert bwatcher.node_role("gone")["offline"] is None
