@@ -107,6 +107,12 @@ def hypervisor_run_dir(hv_name: str) -> str:
     return os.path.join(run_dir(), hv_name + "-hypervisor")
 
 
+def mirror_run_dir(disk_uuid: str) -> str:
+    """Per-disk state of a ``mirror`` disk on this node: pid files, sockets, logs and
+    the consistency marker (storage/mirror.py)."""
+    return os.path.join(run_dir(), "mirror", disk_uuid)
+
+
 def known_hosts_file() -> str:
     """SSH host keys of the cluster's nodes, kept by the cluster (as Ganeti's known_hosts)."""
     return os.path.join(data_dir(), "known_hosts")

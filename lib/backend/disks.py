@@ -15,6 +15,7 @@ from corral.storage import base as storage_base
 from corral.storage import drbd as storage_drbd
 
 DRBD = "drbd"
+MIRROR = "mirror"
 
 
 def localize(disk: dict, hostname: str | None = None) -> dict:
@@ -25,8 +26,11 @@ def localize(disk: dict, hostname: str | None = None) -> dict:
     Here that becomes the driver's ``local_node``, ``local_ip`` and ``remote_ip``
     by matching this node's name; ``params["standalone"]`` leaves the IPs out
     (device set up without networking, as on a new secondary before the switch).
-    Other disk types are returned unchanged.
+    A ``mirror`` disk is described the same way (``params["mirror_nodes"]``);
+    see :func:`_localize_mirror`.  Other disk types are returned unchanged.
     """
+    if disk.get("dev_type") == MIRROR and "mirror_nodes" in (disk.get("params") or {}):
+        return _localize_mirror(disk, hostname or netutils.get_hostname())
     if disk.get("dev_type") != DRBD or "drbd_nodes" not in (disk.get("params") or {}):
         return disk
     out = dict(disk)
@@ -45,6 +49,30 @@ def localize(disk: dict, hostname: str | None = None) -> dict:
         params["local_ip"] = ends[local][1]
         if peers:
             params["remote_ip"] = peers[0]
+    out["params"] = params
+    return out
+
+
+def _localize_mirror(disk: dict, me: str) -> dict:
+    """A mirror disk's view from this node: its role and both ends' names and IPs.
+
+    The first node of the logical_id is the primary (the master keeps that
+    order when the roles swap), so the role needs no instance lookup here.
+    """
+    out = dict(disk)
+    params = dict(out["params"])
+    ends = params.pop("mirror_nodes")
+    mine = [uuid for uuid, (name, _ip) in ends.items() if name == me]
+    if not mine:
+        raise errors.BlockDeviceError("Node %s is neither end of mirror disk %s (%s)" %
+                                      (me, _desc(disk), ", ".join(n for n, _ in ends.values())))
+    local = mine[0]
+    remote = [uuid for uuid in ends if uuid != local]
+    params.update(local_node=local, local_name=ends[local][0], local_ip=ends[local][1],
+                  role="primary" if disk["logical_id"][0] == local else "secondary",
+                  disk_uuid=disk.get("uuid") or "")
+    if remote:
+        params.update(remote_name=ends[remote[0]][0], remote_ip=ends[remote[0]][1])
     out["params"] = params
     return out
 
@@ -169,9 +197,12 @@ def assemble(disks: list, as_primary: bool = True) -> list[dict]:
         if not dev.dev_path:
             raise errors.BlockDeviceError("Disk %s has no device path after activation" %
                                           _desc(disk))
-        out.append({"path": dev.dev_path, "mode": disk.get("mode") or "rw",
-                    "uuid": disk.get("uuid") or "", "dev_type": disk["dev_type"],
-                    "size": disk.get("size"), "name": disk.get("name")})
+        spec = {"path": dev.dev_path, "mode": disk.get("mode") or "rw",
+                "uuid": disk.get("uuid") or "", "dev_type": disk["dev_type"],
+                "size": disk.get("size"), "name": disk.get("name")}
+        if disk["dev_type"] == MIRROR and dev.params.get("role") == "primary":
+            spec["mirror"] = dev.client_socket()  # type: ignore[attr-defined]
+        out.append(spec)
     return out
 
 

@@ -390,6 +390,22 @@ def _nic_lines(nics: list) -> list[str]:
     return lines
 
 
+def _sync_text(status: dict) -> str:
+    """Ganeti's wording for a mirrored device's state ("" when none was reported)."""
+    if "is_degraded" not in status:
+        return ""
+    if status.get("sync_percent") is not None:
+        eta = status.get("estimated_time")
+        text = " %.2f%% done, %s" % (status["sync_percent"], "%d estimated seconds remaining"
+                                      % eta if eta is not None else "no time estimate")
+    elif status.get("is_degraded"):
+        text = " *DEGRADED*"
+    else:
+        text = " in sync"
+    ldisk = status.get("ldisk_status")
+    return text + (", status ok" if ldisk == "okay" else ", status *%s*" % (ldisk or "unknown"))
+
+
 def _disk_lines(disks: list, static: bool) -> list[str]:
     lines = ["  Disks:"]
     for disk in disks:
@@ -398,7 +414,11 @@ def _disk_lines(disks: list, static: bool) -> list[str]:
         lines.append("      access mode: %s" % disk["mode"])
         lines.append("      logical_id: %s" % " ".join(str(x) for x in disk["logical_id"]))
         if not static and disk.get("pstatus"):
-            lines.append("      on primary: %s" % (disk["pstatus"].get("dev_path") or "N/A"))
+            lines.append("      on primary: %s%s" % (disk["pstatus"].get("dev_path") or "N/A",
+                                                    _sync_text(disk["pstatus"])))
+        if not static and disk.get("sstatus"):
+            lines.append("      on secondary: %s%s" % (disk["sstatus"].get("dev_path") or "N/A",
+                                                      _sync_text(disk["sstatus"])))
         lines += ["      name: %s" % disk.get("name"), "      UUID: %s" % disk.get("uuid")]
     return lines
 

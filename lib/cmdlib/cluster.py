@@ -114,7 +114,9 @@ DISKPARAMS_DEFAULTS = {
     constants.DT_EXT: {"access": "kernelspace"},
     constants.DT_GLUSTER: {"host": "127.0.0.1", "port": 24007, "volume": "gv0",
                            "access": "kernelspace"},
-    constants.DT_MIRROR: {},
+    # storage/mirror.py: TCP give-up and keepalive of the replication links (seconds).
+    constants.DT_MIRROR: {"tcp-retries2": 4, "keepalive-idle": 5, "keepalive-interval": 2,
+                          "keepalive-count": 3, "connect-timeout": 5},
 }
 
 

@@ -1,8 +1,10 @@
 """Disk template conversion of a stopped instance (gnt-instance modify -t).
 
 Supported, as in Ganeti: ``plain`` -> ``drbd`` (``-n SECONDARY``) and
-``drbd`` -> ``plain``.  Called from LUInstanceSetParams: ``check`` in its
-check_prereq (changes nothing), ``run`` in its exec, before any other change.
+``drbd`` -> ``plain``; and ``file`` -> ``mirror`` (``-n SECONDARY``) and
+``mirror`` -> ``file`` (doc/design-mirror.md).  Called from
+LUInstanceSetParams: ``check`` in its check_prereq (changes nothing), ``run``
+in its exec, before any other change.
 
 plain -> drbd: the meta volumes are created on the primary, data and meta on
 the secondary; the existing volumes are renamed to the DRBD data names; DRBD
@@ -13,17 +15,54 @@ cannot be set up, the volumes are renamed back and the new ones removed.
 drbd -> plain: the configuration switches to the primary's data volumes first
 (ports go back to the pool), then the secondary's volumes and the primary's
 meta volumes are removed (failures there are warnings: the instance is fine).
+
+file -> mirror: each file image becomes the image of a mirror disk (same
+path, same disk uuid); empty images are created and exported on the
+secondary; the configuration switches; the images are copied whole to the
+secondary (offline copy), which is then marked complete.  Should the copy
+fail, the instance is a mirror instance whose secondary is marked incomplete:
+its next start copies the disks whole.
+
+mirror -> file: the configuration switches to the primary's images (ports
+back to the pool), then the secondary's images and processes are removed
+and the primary's processes stopped (failures: warnings).
 """
 
 from typing import Callable
 
-from corral import constants, errors, objects
+from corral import config, constants, errors, objects
+from corral.cmdlib import instance_mirror
+from corral.cmdlib import instance_mirror_rebuild as imr
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
 
 CONVERSIONS = frozenset([(constants.DT_PLAIN, constants.DT_DRBD8),
-                         (constants.DT_DRBD8, constants.DT_PLAIN)])
+                         (constants.DT_DRBD8, constants.DT_PLAIN),
+                         (constants.DT_FILE, constants.DT_MIRROR),
+                         (constants.DT_MIRROR, constants.DT_FILE)])
 Feedback = Callable[[str], None]
+
+
+def mirror_of(disk: objects.Disk, pnode: str, snode: str) -> objects.Disk:
+    """The mirror disk around file ``disk``: the file becomes its image (same path on
+    both nodes) and the mirror disk keeps the file disk's uuid, so the image name
+    stays ``<disk uuid>.diskN``; the port is not allocated yet."""
+    image = objects.Disk(uuid=config.new_uuid(), dev_type=constants.DT_FILE,
+                         logical_id=list(disk.logical_id), size=disk.size,
+                         nodes=[pnode, snode])
+    return objects.Disk(uuid=disk.uuid, name=disk.name, dev_type=constants.DT_MIRROR,
+                        logical_id=[pnode, snode, None], children=[image],
+                        iv_name=disk.iv_name, size=disk.size, mode=disk.mode,
+                        spindles=disk.spindles, nodes=[pnode, snode])
+
+
+def file_of(disk: objects.Disk) -> objects.Disk:
+    """The primary's image of mirror ``disk`` as a file disk (the disk's uuid kept)."""
+    image = disk.children[0]
+    return objects.Disk(uuid=disk.uuid, name=disk.name, dev_type=constants.DT_FILE,
+                        logical_id=list(image.logical_id), iv_name=disk.iv_name,
+                        size=disk.size, mode=disk.mode, spindles=disk.spindles,
+                        nodes=[disk.logical_id[0]])
 
 
 class TemplateConversion:
@@ -46,7 +85,8 @@ class TemplateConversion:
                                        errors.ECODE_INVAL)
         if (old, self.new_template) not in CONVERSIONS:
             raise errors.OpPrereqError("Unsupported disk template conversion from %s to %s"
-                                       " (supported: plain to drbd, drbd to plain)" %
+                                       " (supported: plain to drbd, drbd to plain, file to"
+                                       " mirror, mirror to file)" %
                                        (old, self.new_template), errors.ECODE_INVAL)
         cluster = self.cfg.get_cluster_info()
         if self.new_template not in cluster.enabled_disk_templates:
@@ -54,12 +94,16 @@ class TemplateConversion:
                                        self.new_template, errors.ECODE_STATE)
         iu.check_instance_down(self.lu, "change its disk template")
         if self.new_template == constants.DT_DRBD8:
+            self._check_secondary()
             self._check_to_drbd()
+        elif self.new_template == constants.DT_MIRROR:
+            self._check_secondary()
+            self._check_to_mirror()
         elif self.snode_uuid is not None:
             raise errors.OpPrereqError("A secondary node is only used when converting to"
-                                       " drbd", errors.ECODE_INVAL)
+                                       " drbd or mirror", errors.ECODE_INVAL)
 
-    def _check_to_drbd(self) -> None:
+    def _check_secondary(self) -> None:
         inst = self.inst
         if self.snode_uuid is None:
             raise errors.OpPrereqError("Changing the disk template to a mirrored one"
@@ -75,6 +119,9 @@ class TemplateConversion:
             raise errors.OpPrereqError("Cannot use %s node %s as secondary" %
                                        ("drained" if snode.drained else "non-vm-capable",
                                         snode.name), errors.ECODE_STATE)
+
+    def _check_to_drbd(self) -> None:
+        inst = self.inst
         self.new_disks = self._drbd_disks()
         meta_only = [objects.Disk.from_dict(d.children[1].to_dict()) for d in self.new_disks]
         ist.check_node_storage(self.lu, [inst.primary_node], constants.DT_DRBD8, meta_only)
@@ -88,6 +135,18 @@ class TemplateConversion:
         return ist.generate_disks(cluster, constants.DT_DRBD8, self.inst.name, specs,
                                   self.inst.primary_node, snode_uuid=self.snode_uuid)
 
+    def _check_to_mirror(self) -> None:
+        from corral.hypervisor import HYPERVISORS
+        inst = self.inst
+        if not getattr(HYPERVISORS.get(inst.hypervisor), "CAN_REPLICATE", False):
+            raise errors.OpPrereqError("The mirror disk template needs a hypervisor that"
+                                       " replicates disks (kvm), not %s" % inst.hypervisor,
+                                       errors.ECODE_INVAL)
+        self.new_disks = [mirror_of(d, inst.primary_node, self.snode_uuid)
+                          for d in inst.disks]
+        ist.check_node_storage(self.lu, [inst.primary_node, self.snode_uuid],
+                               constants.DT_MIRROR, self.new_disks)
+
     # ---- execution ----------------------------------------------------------------------
 
     def run(self, feedback_fn: Feedback, wait_for_sync: bool) -> None:
@@ -96,6 +155,10 @@ class TemplateConversion:
         self.inst.disks_active = False
         if self.new_template == constants.DT_DRBD8:
             self._to_drbd(feedback_fn, wait_for_sync)
+        elif self.new_template == constants.DT_MIRROR:
+            self._to_mirror(feedback_fn, wait_for_sync)
+        elif self.inst.disk_template == constants.DT_MIRROR:
+            self._to_file(feedback_fn)
         else:
             self._to_plain(feedback_fn)
 
@@ -146,6 +209,55 @@ class TemplateConversion:
             raise errors.OpExecError("There are some degraded disks for this instance,"
                                      " please cleanup manually")
 
+    def _to_mirror(self, feedback_fn: Feedback, wait_for_sync: bool) -> None:
+        inst, lu = self.inst, self.lu
+        new = self.new_disks
+        ist.allocate_drbd_ids(new, ist.DrbdAllocator(self.cfg, iu.ec_id(lu)))
+        feedback_fn("Creating the images on the secondary node %s..." %
+                    iu.node_name(self.cfg, self.snode_uuid))
+        self._call("blockdev_create", iu.node_name(self.cfg, self.snode_uuid),
+                   {"disks": ist._rpc_disks(lu, new), "info": "instance %s" % inst.name,
+                    "on_primary": False}, "Creating the secondary's images")
+        inst.disk_template = constants.DT_MIRROR
+        inst.disks = new
+        inst.secondary_nodes = [self.snode_uuid]
+        self.cfg.update(inst)
+        iu.release_node_res(lu)
+        try:
+            if wait_for_sync:
+                instance_mirror.sync_offline(lu, inst, feedback_fn)
+            else:
+                lu.log_warning("Not copying the disks: the secondary's copy is incomplete"
+                               " until the next start of %s resyncs it" % inst.name)
+        finally:
+            ist.shutdown_disks(lu, inst, ignore_failures=True)  # the instance is stopped
+
+    def _to_file(self, feedback_fn: Feedback) -> None:
+        inst, lu = self.inst, self.lu
+        old = [objects.Disk.from_dict(d.to_dict()) for d in inst.disks]
+        snode_uuid = instance_mirror.secondary_uuid(inst)
+        new = [file_of(d) for d in old]
+        self._release_ports(old)
+        inst.disks, inst.disk_template, inst.secondary_nodes = new, constants.DT_FILE, []
+        self.cfg.update(inst)
+        iu.release_node_res(lu)
+        if snode_uuid is not None:
+            feedback_fn("Removing the images on the secondary node...")
+            imr.try_call(lu, "blockdev_remove", snode_uuid, {"disks": ist._rpc_disks(lu, old)},
+                         "Removing the secondary's images")
+        feedback_fn("Removing the mirror state on the primary node...")
+        imr.try_call(lu, "blockdev_remove", inst.primary_node,
+                     {"disks": ist._rpc_disks(lu, [imr.without_image(d) for d in old])},
+                     "Removing the primary's mirror state")
+
+    def _release_ports(self, old: list[objects.Disk]) -> None:
+        cluster = self.cfg.get_cluster_info()
+        for disk in old:
+            port = disk.logical_id[2]
+            if isinstance(port, int) and port not in cluster.tcpudp_port_pool:
+                cluster.tcpudp_port_pool.append(port)
+        self.cfg.update(cluster)
+
     def _to_plain(self, feedback_fn: Feedback) -> None:
         inst, lu = self.inst, self.lu
         old = [objects.Disk.from_dict(d.to_dict()) for d in inst.disks]
@@ -157,12 +269,7 @@ class TemplateConversion:
             data.spindles, data.nodes = disk.spindles, [inst.primary_node]
             new.append(data)
         ist.renumber_disks(new)
-        cluster = self.cfg.get_cluster_info()
-        for disk in old:
-            port = disk.logical_id[2]
-            if isinstance(port, int) and port not in cluster.tcpudp_port_pool:
-                cluster.tcpudp_port_pool.append(port)
-        self.cfg.update(cluster)
+        self._release_ports(old)
         inst.disks, inst.disk_template, inst.secondary_nodes = new, constants.DT_PLAIN, []
         self.cfg.update(inst)
         iu.release_node_res(lu)

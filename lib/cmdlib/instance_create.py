@@ -21,10 +21,11 @@ from typing import Any, Callable
 
 from corral import config, constants, errors, iallocator, locking, objects, osdef
 from corral.cmdlib import cluster as cluster_lu
+from corral.cmdlib import instance_mirror
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
 from corral.cmdlib.base import LogicalUnit, check_tags, expand_node
-from corral.hypervisor import hvparams
+from corral.hypervisor import HYPERVISORS, hvparams
 
 _MAC_RE = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
 
@@ -263,6 +264,11 @@ class LUInstanceCreate(LogicalUnit):
                                            " template, not by %s" % self.template,
                                            errors.ECODE_INVAL)
             return
+        if self.template == constants.DT_MIRROR and not getattr(
+                HYPERVISORS.get(self.hv), "CAN_REPLICATE", False):
+            raise errors.OpPrereqError("The mirror disk template needs a hypervisor that"
+                                       " replicates disks (kvm), not %s" % self.hv,
+                                       errors.ECODE_INVAL)
         if self.snode is None:
             ist.check_node_storage(self, [self.pnode.uuid], self.template, [])
             raise errors.OpPrereqError("The networked disk templates need a mirror node"
@@ -359,10 +365,14 @@ class LUInstanceCreate(LogicalUnit):
             feedback_fn("* creating instance disks...")
             ist.create_disks(self, inst)
         try:
-            self._wait_for_sync(inst, feedback_fn)
+            if instance_mirror.is_mirror(inst):
+                instance_mirror.set_consistent(self, inst, True)  # new images: all zeroes
+            else:
+                self._wait_for_sync(inst, feedback_fn)
             if install:
                 feedback_fn("* running the instance OS create scripts...")
                 self._install(inst)
+                instance_mirror.sync_offline(self, inst, feedback_fn)
         except BaseException:
             feedback_fn("* removing the disks of the failed instance")
             ist.remove_disks(self, inst, ignore_failures=True)

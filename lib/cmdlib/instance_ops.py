@@ -9,6 +9,7 @@ Ganeti's outcome allows it.
 from typing import Any, Callable
 
 from corral import constants, errors, locking, netutils, objects, osdef
+from corral.cmdlib import instance_mirror
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
 from corral.cmdlib.instance_create import reserve_instance_name
@@ -29,7 +30,11 @@ def _start(lu: iu.InstanceLU, inst: objects.Instance, hvp: dict | None = None,
     res = lu.rpc.call_one("instance_start", iu.node_name(lu.cfg, inst.primary_node),
                           {"instance": iu.instance_rpc(lu.cfg, inst, hvp, bep),
                            "disks": ist._rpc_disks(lu, inst.disks), "startup_paused": paused})
-    return res.fail_msg if res.failed else None
+    if res.failed:
+        return res.fail_msg
+    if instance_mirror.is_mirror(inst) and not instance_mirror.wait_for_sync(lu, inst):
+        lu.log_warning("Instance %s runs with degraded disks" % inst.name)
+    return None
 
 
 def _stop(lu: iu.InstanceLU, inst: objects.Instance, timeout: int) -> str | None:
@@ -326,7 +331,11 @@ class LUInstanceReinstall(iu.InstanceLU):
         feedback_fn("Running the instance OS create scripts...")
         args = iu.os_install_args(self.cfg, inst, self.op.osparams_secret, reinstall=True,
                                   debug=self.op.debug_level or 0)
+        if instance_mirror.is_mirror(inst):
+            ist.assemble_disks(self, inst)  # the secondary's export, for the copy below
         res = self.rpc.call_one("instance_os_add", self.pnode.name, args)
+        if not res.failed:
+            instance_mirror.sync_offline(self, inst, feedback_fn)
         if not inst.disks_active:
             ist.shutdown_disks(self, inst, ignore_failures=True)
         if res.failed:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from corral import constants, errors, locking, objects, query, serializer
 from corral.client import query_fields as qf
+from corral.cmdlib import instance_mirror
 from corral.cmdlib import instance_utils as iu
 from corral.cmdlib.base import NoHooksLU
 
@@ -554,4 +555,22 @@ class LUInstanceQueryData(NoHooksLU):
 
     def exec(self, feedback_fn: Callable[[str], None]) -> dict[str, dict]:
         data = InstanceQueryData(self.context, self.wanted, not self.op.static)
-        return {inst.name: query_data(data, inst, self.op.static) for inst in self.wanted}
+        out = {inst.name: query_data(data, inst, self.op.static) for inst in self.wanted}
+        if not self.op.static:
+            for inst in self.wanted:
+                if inst.disk_template == constants.DT_MIRROR:
+                    _add_mirror_status(self, inst, out[inst.name]["disks"])
+        return out
+
+
+def _add_mirror_status(lu: Any, inst: objects.Instance, disks: list[dict]) -> None:
+    """Replication state into ``pstatus``/``sstatus`` (as Ganeti shows DRBD's)."""
+    states = instance_mirror.status(lu, inst)
+    snode = lu.cfg.get_node_info(inst.secondary_nodes[0]) if inst.secondary_nodes else None
+    for disk, obj, st in zip(disks, inst.disks, states):
+        path = obj.children[0].logical_id[1] if obj.children else None
+        st = st or {"sync_percent": None, "estimated_time": None, "is_degraded": True,
+                    "ldisk_status": "unknown"}
+        disk["pstatus"] = dict(st, dev_path=path, node=iu.node_name(lu.cfg, inst.primary_node))
+        if snode is not None:
+            disk["sstatus"] = dict(st, dev_path=path, node=snode.name)

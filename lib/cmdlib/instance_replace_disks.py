@@ -1,4 +1,4 @@
-"""OP_INSTANCE_REPLACE_DISKS (gnt-instance replace-disks) for DRBD instances.
+"""OP_INSTANCE_REPLACE_DISKS (gnt-instance replace-disks) for DRBD and mirror instances.
 
 Modes (spec/opcodes.md, spec/cli.md §4):
 
@@ -11,18 +11,29 @@ Modes (spec/opcodes.md, spec/cli.md §4):
   on the new node (new minor, same port and secret), the old secondary's device
   is shut down, the primary goes standalone, the configuration switches to the
   new logical ids, both ends connect, DRBD resyncs, the old volumes are removed.
+  With ``-I ALLOC`` instead of ``-n``, an allocator chooses the new secondary
+  (``relocate`` request from the current secondary); every node is locked
+  while it runs, then only the instance's nodes and the chosen one stay locked.
 * ``replace_auto``: whichever of primary/secondary reports faulty local disks.
 
 The peer of the node being changed must be healthy first (its data is the only
 copy during the resync).  Steps are logged as ``STEP n/m <what>`` like Ganeti.
 Failures before the configuration changes undo what they created; failures
 after it leave the new layout and say what to check.
+
+``mirror`` instances (doc/design-mirror.md) support ``-s`` and ``-n``/``-I``
+(:class:`MirrorReplaceOnSecondary`, :class:`MirrorReplaceSecondary`): a new
+empty image on the secondary (same or new node), its export started, then a
+whole copy from the primary (running guest: its QEMU, with the old jobs
+dropped first; stopped: an offline copy).  ``-p`` and ``-a`` are refused:
+the primary's image is the only current copy and a running QEMU holds it.
 """
 
 import time
 from typing import Any, Callable
 
-from corral import config, constants, errors, objects
+from corral import config, constants, errors, locking, objects
+from corral.cmdlib import instance_mirror_rebuild as imr
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
 from corral.cmdlib.base import expand_node
@@ -78,10 +89,6 @@ class LUInstanceReplaceDisks(iu.InstanceLU):
                 raise errors.OpPrereqError("Give either a new secondary node (-n) or an"
                                            " iallocator (-I) when changing the secondary",
                                            errors.ECODE_INVAL)
-            if op.iallocator:
-                raise errors.OpPrereqError("Choosing the new secondary with an iallocator"
-                                           " is not supported yet; give it with -n NODE",
-                                           errors.ECODE_INVAL)
         elif op.remote_node or op.iallocator:
             raise errors.OpPrereqError("The new secondary node (-n) and an iallocator (-I)"
                                        " only go with changing the secondary",
@@ -101,15 +108,23 @@ class LUInstanceReplaceDisks(iu.InstanceLU):
             nodes.append(self.new_node.uuid)
         return nodes
 
+    def declare_locks(self, level: int) -> None:
+        if self.op.iallocator and level in (locking.LEVEL_NODE, locking.LEVEL_NODE_RES):
+            self.needed_locks[level] = locking.ALL_SET  # any node may be chosen
+            return
+        super().declare_locks(level)
+
     # ---- prerequisites ---------------------------------------------------------------
 
     def check_prereq(self) -> None:
         super().check_prereq()
         inst = self.instance
-        if inst.disk_template != constants.DT_DRBD8:
-            raise errors.OpPrereqError("Can only run replace disks for DRBD8-based instances"
-                                       " (instance %s uses %s)" %
+        if inst.disk_template not in constants.DTS_INT_MIRROR:
+            raise errors.OpPrereqError("Can only run replace disks for DRBD8-based and mirror"
+                                       " instances (instance %s uses %s)" %
                                        (inst.name, inst.disk_template), errors.ECODE_INVAL)
+        if inst.disk_template == constants.DT_MIRROR:
+            _check_mirror_mode(inst, self.op.mode)
         if len(inst.secondary_nodes) != 1:
             raise errors.OpPrereqError("The instance has a strange layout, expected one"
                                        " secondary but found %d" % len(inst.secondary_nodes),
@@ -125,6 +140,8 @@ class LUInstanceReplaceDisks(iu.InstanceLU):
         if self.mode == REPLACE_AUTO:
             self._choose_auto()
         if self.mode == REPLACE_NEW_SECONDARY:
+            if self.op.iallocator:
+                self.new_node = self._allocate()
             self._check_new_secondary()
             self.target, self.other = self.new_node.uuid, self.pnode_uuid
         elif self.mode == REPLACE_ON_PRIMARY:
@@ -136,10 +153,28 @@ class LUInstanceReplaceDisks(iu.InstanceLU):
             return
         for uuid in (self.target, self.other):
             iu.check_node_online(self.cfg, uuid, "for replacing disks")
-        ist.check_node_storage(self, [self.target], constants.DT_DRBD8, self._disks())
+        ist.check_node_storage(self, [self.target], inst.disk_template, self._disks())
 
     def _disks(self) -> list[objects.Disk]:
         return [self.instance.disks[i] for i in self.indices]
+
+    def _allocate(self) -> objects.Node:
+        """The allocator's new secondary (relocate request), then keep only the locks
+        of the instance's nodes and that one (Ganeti's _RunAllocator)."""
+        from corral import iallocator
+        inst = self.instance
+        old = iu.node_name(self.cfg, self.snode_uuid)
+        result = iallocator.run_for_lu(self, self.op.iallocator,
+                                       iallocator.RelocRequest(inst.name, [old]), "nodes")
+        node = self.cfg.get_node_by_name(result[0])
+        self.log_info("Selected new secondary for instance '%s': %s", inst.name, node.name)
+        self.op.remote_node = node.name
+        keep = set(inst.all_nodes) | {node.uuid}
+        for level in (locking.LEVEL_NODE, locking.LEVEL_NODE_RES):
+            extra = sorted(set(self.owned(level)) - keep)
+            if extra:
+                self.context.glm.release(self.proc.owner, level, extra)
+        return node
 
     def _check_new_secondary(self) -> None:
         new = self.new_node
@@ -204,6 +239,12 @@ class LUInstanceReplaceDisks(iu.InstanceLU):
                     (", ".join(str(i) for i in self.indices), inst.name))
         feedback_fn("Current primary node: %s" % iu.node_name(self.cfg, self.pnode_uuid))
         feedback_fn("Current secondary node: %s" % iu.node_name(self.cfg, self.snode_uuid))
+        if inst.disk_template == constants.DT_MIRROR:
+            if self.mode == REPLACE_NEW_SECONDARY:
+                MirrorReplaceSecondary(self, feedback_fn).run()
+            else:
+                MirrorReplaceOnSecondary(self, feedback_fn).run()
+            return
         activated = False
         if not inst.disks_active:
             feedback_fn("Activating the disks of the stopped instance")
@@ -218,6 +259,21 @@ class LUInstanceReplaceDisks(iu.InstanceLU):
             if activated:
                 ist.shutdown_disks(self, self.cfg.get_instance_by_name(inst.name) or inst,
                                    ignore_failures=True)
+
+
+def _check_mirror_mode(inst: objects.Instance, mode: str) -> None:
+    """Only the secondary of a mirror instance can be rebuilt (-s, -n/-I)."""
+    if mode == REPLACE_ON_PRIMARY:
+        raise errors.OpPrereqError(
+            "Cannot replace the primary's disks of mirror instance %s: its images are the"
+            " only current copy and a running QEMU holds them open; migrate or fail over"
+            " to the secondary first, then rebuild the other node's copy with -s" %
+            inst.name, errors.ECODE_INVAL)
+    if mode == REPLACE_AUTO:
+        raise errors.OpPrereqError(
+            "Automatic replacement (-a) is not supported for mirror instance %s: use"
+            " 'gnt-instance activate-disks' to resync a degraded secondary, or -s/-n to"
+            " rebuild it" % inst.name, errors.ECODE_INVAL)
 
 
 class _Replacer:
@@ -422,3 +478,151 @@ class ReplaceSecondary(_Replacer):
                 self.lu.log_warning("Can't attach drbd disks on node %s: %s\nHint: check"
                                     " 'gnt-instance info %s' for the disk status" %
                                     (res.node, res.fail_msg, inst.name))
+
+
+class _MirrorReplacer(_Replacer):
+    """Shared steps of rebuilding a mirror secondary (same node or a new one)."""
+
+    STEPS = 5
+
+    def __init__(self, lu: LUInstanceReplaceDisks, feedback_fn: Feedback) -> None:
+        super().__init__(lu, feedback_fn)
+        self.running = iu.running_on_primary(lu, self.inst)
+        self.was_active = self.inst.disks_active
+
+    def check_primary(self, disks: list[objects.Disk]) -> None:
+        """The primary's images are the source of the copy: they must exist."""
+        self.log_step("Check device existence")
+        self.feedback("Checking the images on the primary node %s" %
+                      self.name(self.lu.pnode_uuid))
+        for disk, found in zip(disks, imr.check_images(self.lu, self.lu.pnode_uuid, disks)):
+            if not found:
+                raise errors.OpExecError("Can't find the image of disk %s on the primary"
+                                         " node %s" % (disk.iv_name,
+                                                       self.name(self.lu.pnode_uuid)))
+
+    def create(self, node: str, disks: list[objects.Disk]) -> None:
+        """New empty images on ``node`` (exported at once); all or nothing on the node."""
+        self.feedback("Creating new images on %s for %s" %
+                      (self.name(node), ", ".join(d.iv_name for d in disks)))
+        self.call("blockdev_create", node, {"disks": self.rpc_disks(disks),
+                                            "info": "instance %s" % self.inst.name,
+                                            "on_primary": False},
+                  "Creating the new secondary images")
+
+    def copy(self) -> None:
+        self.log_step("Sync devices")
+        if self.lu.op.early_release:
+            iu.release_node_res(self.lu)
+        if not imr.bring_in_sync(self.lu, self.inst, self.running, self.feedback):
+            raise errors.OpExecError("The mirror disks of %s are degraded after the"
+                                     " replacement; check 'gnt-instance info'" % self.inst.name)
+
+    def remove_images(self, node: str, disks: list[objects.Disk], what: str) -> None:
+        self.log_step("Removing old storage")
+        if disks and not imr.try_call(self.lu, "blockdev_remove", node,
+                                      {"disks": self.rpc_disks(disks)}, "Removing %s" % what):
+            self.lu.log_warning("Hint: remove %s on node %s by hand" % (what, self.name(node)))
+
+    def finish(self) -> None:
+        """A stopped instance whose disks were not active leaves nothing running."""
+        if not self.was_active and not self.running:
+            ist.shutdown_disks(self.lu, self.inst, ignore_failures=True)
+
+
+class MirrorReplaceOnSecondary(_MirrorReplacer):
+    """A new empty image on the same secondary; the old one is kept aside (renamed)
+    until the copy is complete.  The configuration does not change."""
+
+    def run(self) -> None:
+        lu = self.lu
+        snode, disks = lu.snode_uuid, lu._disks()
+        self.check_primary(disks)
+        self.log_step("Check the secondary's images")
+        present = imr.check_images(lu, snode, disks)
+        self.log_step("Allocate new storage")
+        if self.running:
+            imr.stop_replication(lu, self.inst, disks)
+        self.call("blockdev_shutdown", snode, {"disks": self.rpc_disks(disks)},
+                  "Stopping the exports")
+        aside = self._set_aside(snode, [d for d, p in zip(disks, present) if p])
+        try:
+            self.create(snode, disks)
+        except errors.OpExecError:
+            self._put_back(snode, aside)
+            raise
+        self.copy()
+        self.remove_images(snode, [new for _old, new in aside], "the old images")
+        self.finish()
+
+    def _set_aside(self, node: str, disks: list[objects.Disk]
+                   ) -> list[tuple[objects.Disk, objects.Disk]]:
+        """Rename the old images to ``<path>_replaced-<time>``; (image, renamed) pairs."""
+        suffix = "_replaced-%d" % int(time.time())
+        pairs = []
+        for image in imr.images(disks):
+            renamed = objects.Disk.from_dict(image.to_dict())
+            renamed.logical_id = [image.logical_id[0], image.logical_id[1] + suffix]
+            pairs.append((image, renamed))
+        if pairs:
+            self.feedback("Renaming the old images aside on %s" % self.name(node))
+            self.call("blockdev_rename", node,
+                      {"renames": [[ist.disk_rpc(self.cfg, old), list(new.logical_id)]
+                                   for old, new in pairs]}, "Renaming the old images")
+        return pairs
+
+    def _put_back(self, node: str, pairs: list[tuple[objects.Disk, objects.Disk]]) -> None:
+        res = self.rpc.call_one("blockdev_rename", self.name(node),
+                                {"renames": [[ist.disk_rpc(self.cfg, new), list(old.logical_id)]
+                                             for old, new in pairs]})
+        if res.failed:
+            self.lu.log_warning("Could not rename the old images back on %s: %s" %
+                                (res.node, res.fail_msg))
+        self.lu.log_warning("The secondary's copies of %s are not replicated; run"
+                            " 'gnt-instance activate-disks' to resync them" % self.inst.name)
+
+
+class MirrorReplaceSecondary(_MirrorReplacer):
+    """Move the secondary to a new node: images and export there, the primary's
+    tunnel switched to it, a whole copy, then the old node's images removed."""
+
+    def run(self) -> None:
+        lu, inst = self.lu, self.inst
+        pnode, old_snode, new_node = lu.pnode_uuid, lu.snode_uuid, lu.new_node.uuid
+        old = [objects.Disk.from_dict(d.to_dict()) for d in inst.disks]
+        self.check_primary(old)
+        self.log_step("Allocate new storage")
+        new = [self._moved(disk, pnode, new_node) for disk in old]
+        self.create(new_node, new)
+        self.log_step("Changing mirror configuration")
+        try:
+            if self.running:
+                imr.stop_replication(lu, inst, old)
+            self.call("blockdev_shutdown", pnode, {"disks": self.rpc_disks(old)},
+                      "Stopping the tunnels to the old secondary")
+        except errors.OpExecError:
+            imr.try_call(lu, "blockdev_remove", new_node, {"disks": self.rpc_disks(new)},
+                         "Removing the new images")
+            raise
+        imr.try_call(lu, "blockdev_shutdown", old_snode, {"disks": self.rpc_disks(old)},
+                     "Stopping the old secondary's exports")
+        self.feedback("Updating instance configuration")
+        for disk, moved in zip(inst.disks, new):
+            disk.logical_id, disk.nodes, disk.children = (moved.logical_id, moved.nodes,
+                                                          moved.children)
+        inst.secondary_nodes = [new_node]
+        self.cfg.update(inst)
+        self.copy()
+        self.remove_images(old_snode, old, "the old secondary's images")
+        self.finish()
+
+    @staticmethod
+    def _moved(disk: objects.Disk, pnode: str, new_node: str) -> objects.Disk:
+        """``disk`` with ``new_node`` as its secondary: same port (the export binds the
+        new node's own address), same image path and disk uuid."""
+        out = objects.Disk.from_dict(disk.to_dict())
+        out.logical_id = [pnode, new_node] + list(disk.logical_id[2:])
+        out.nodes = [pnode, new_node]
+        for child in out.children:
+            child.nodes = [pnode, new_node]
+        return out

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from corral import constants, errors, objects, osdef
 from corral.cmdlib import instance_convert
 from corral.cmdlib import instance_create as ic
+from corral.cmdlib import instance_mirror_rebuild
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
 from corral.cmdlib.base import expand_node
@@ -230,6 +231,13 @@ class LUInstanceSetParams(iu.InstanceLU):
             if action == REMOVE and self._running():
                 raise errors.OpPrereqError("Cannot remove disks of instance %s while it is"
                                            " running" % self.instance.name, errors.ECODE_STATE)
+            if action == ADD and self.instance.disk_template == constants.DT_MIRROR \
+                    and self._running():
+                # Its QEMU replicates the disks it has: without hotplug a new disk
+                # would be in the config but not in the running guest's replication.
+                raise errors.OpPrereqError("Cannot add a disk to mirror instance %s while it"
+                                           " is running (no disk hotplug); stop it first" %
+                                           self.instance.name, errors.ECODE_STATE)
             self._apply_disk(action, ident, params)
         ist.renumber_disks(self.new.disks)
         ist.adopted_sizes(self, self.pnode.name, self.added)
@@ -330,6 +338,7 @@ class LUInstanceSetParams(iu.InstanceLU):
         if self.added:
             ist.allocate_drbd_ids(self.added, ist.DrbdAllocator(self.cfg, iu.ec_id(self)))
             ist.create_disks(self, inst, self.added)
+            instance_mirror_rebuild.after_add(self, inst, self.added)
         if self.removed and not ist.remove_disks(self, inst, self.removed,
                                                  ignore_failures=True):
             self.log_warning("Continuing although removing the old disks failed")

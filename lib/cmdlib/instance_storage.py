@@ -23,14 +23,16 @@ from corral.utils import io
 SUPPORTED_TEMPLATES = frozenset([constants.DT_DISKLESS, constants.DT_FILE,
                                  constants.DT_SHARED_FILE, constants.DT_BLOCK,
                                  constants.DT_PLAIN, constants.DT_DRBD8, constants.DT_EXT,
-                                 constants.DT_RBD])
+                                 constants.DT_RBD, constants.DT_MIRROR])
 # The node storage each template needs (storage.verify_environment types).
 TEMPLATE_DEV_TYPES = {constants.DT_PLAIN: ["plain"], constants.DT_DRBD8: ["drbd"],
-                      constants.DT_EXT: ["ext"], constants.DT_RBD: ["rbd"]}
+                      constants.DT_EXT: ["ext"], constants.DT_RBD: ["rbd"],
+                      constants.DT_MIRROR: ["mirror"]}
 DRBD_SECRET_BYTES = 20
 SYNC_POLL_SECONDS = 2.0
 GROWABLE_TEMPLATES = frozenset([constants.DT_FILE, constants.DT_SHARED_FILE, constants.DT_PLAIN,
-                                constants.DT_DRBD8, constants.DT_RBD, constants.DT_EXT])
+                                constants.DT_DRBD8, constants.DT_RBD, constants.DT_EXT,
+                                constants.DT_MIRROR])
 _DISK_KEYS = frozenset(["size", "mode", "adopt", "name", "vg", "metavg", "spindles",
                         "provider", "access"])
 
@@ -91,7 +93,7 @@ def _int_size(value: Any, idx: Any, allow_zero: bool = False) -> int:
 def file_storage_dir(cluster: objects.Cluster, template: str, inst_name: str,
                      subdir: str | None) -> str:
     """``<storage dir>[/<subdir>]/<instance>``; OpPrereqError if it leaves the storage dir."""
-    base = (cluster.file_storage_dir if template == constants.DT_FILE
+    base = (cluster.file_storage_dir if template in (constants.DT_FILE, constants.DT_MIRROR)
             else cluster.shared_file_storage_dir)
     if not base:
         raise errors.OpPrereqError("No %s storage directory is configured for the cluster" %
@@ -154,6 +156,16 @@ def generate_disks(cluster: objects.Cluster, template: str, inst_name: str, spec
         if alloc is not None:
             allocate_drbd_ids(disks, alloc)
         return disks
+    if template == constants.DT_MIRROR:
+        if snode_uuid is None or snode_uuid == pnode_uuid:
+            raise errors.OpPrereqError("The mirror disk template needs a secondary node"
+                                       " different from the primary", errors.ECODE_INVAL)
+        directory = file_storage_dir(cluster, template, inst_name, file_subdir)
+        disks = [_mirror_disk(spec, base_index + i, pnode_uuid, snode_uuid, directory,
+                              file_driver) for i, spec in enumerate(specs)]
+        if alloc is not None:
+            allocate_drbd_ids(disks, alloc)
+        return disks
     if template in constants.DTS_FILEBASED:
         directory = file_storage_dir(cluster, template, inst_name, file_subdir)
     out = []
@@ -203,8 +215,12 @@ def _ext_logical_id(spec: dict, uuid: str, idx: int) -> tuple[list, dict]:
 
 
 def allocate_drbd_ids(disks: list[objects.Disk], alloc: DrbdAllocator) -> None:
-    """Fill the port, minors and secret of DRBD disks whose logical_id lacks them."""
+    """Fill the port, minors and secret of DRBD disks (the port of mirror disks)
+    whose logical_id lacks them."""
     for disk in disks:
+        if disk.dev_type == constants.DT_MIRROR and disk.logical_id[2] is None:
+            disk.logical_id = list(disk.logical_id[:2]) + [alloc.port()]
+            continue
         if disk.dev_type != constants.DT_DRBD8 or disk.logical_id[2] is not None:
             continue
         pnode, snode = disk.logical_id[:2]
@@ -232,6 +248,22 @@ def _drbd_disk(cluster: objects.Cluster, spec: dict, idx: int, pnode: str,
     return objects.Disk(uuid=uuid, name=spec.get("name"), dev_type=constants.DT_DRBD8,
                         logical_id=lid, children=[data, meta], iv_name="disk/%d" % idx,
                         size=spec["size"], mode=spec.get("mode", constants.DISK_RDWR),
+                        spindles=spec.get("spindles"), nodes=list(nodes))
+
+
+def _mirror_disk(spec: dict, idx: int, pnode: str, snode: str, directory: str,
+                 file_driver: str | None) -> objects.Disk:
+    """One mirror disk: a file image (same path on both nodes) under a port."""
+    uuid = config.new_uuid()
+    nodes = [pnode, snode]
+    image = objects.Disk(uuid=config.new_uuid(), dev_type=constants.DT_FILE,
+                         logical_id=[file_driver or iu.FILE_DRIVER_DEFAULT,
+                                     os.path.join(directory, "%s.disk%d" % (uuid, idx))],
+                         size=spec["size"], nodes=list(nodes))
+    return objects.Disk(uuid=uuid, name=spec.get("name"), dev_type=constants.DT_MIRROR,
+                        logical_id=[pnode, snode, None], children=[image],
+                        iv_name="disk/%d" % idx, size=spec["size"],
+                        mode=spec.get("mode", constants.DISK_RDWR),
                         spindles=spec.get("spindles"), nodes=list(nodes))
 
 
@@ -299,13 +331,14 @@ def disk_rpc(cfg, disk: objects.Disk) -> dict:
     out = iu.disk_rpc(cluster, disk)
     defaults = cluster_lu.filled_diskparams(cluster).get(disk.dev_type, {})
     out["params"] = objects.fill_dict(defaults, out["params"])
-    if disk.dev_type == constants.DT_DRBD8 and disk.logical_id:
+    if disk.dev_type in constants.DTS_INT_MIRROR and disk.logical_id:
         ends = {}
         for uuid in disk.logical_id[:2]:
             node = cfg.get_node_info(uuid)
             ends[uuid] = [node.name if node else uuid,
                           (node.secondary_ip or node.primary_ip) if node else None]
-        out["params"]["drbd_nodes"] = ends
+        key = "drbd_nodes" if disk.dev_type == constants.DT_DRBD8 else "mirror_nodes"
+        out["params"][key] = ends
         out["children"] = [disk_rpc(cfg, c) for c in disk.children]
     if disk.dev_type == constants.DT_EXT:
         out["params"].update(name=disk.name, uuid=disk.uuid)
@@ -317,10 +350,10 @@ def _rpc_disks(lu, disks: list[objects.Disk]) -> list[dict]:
 
 
 def _secondaries(disks: list[objects.Disk], primary: str) -> list[str]:
-    """Nodes other than ``primary`` holding a part of ``disks`` (DRBD peers)."""
+    """Nodes other than ``primary`` holding a part of ``disks`` (DRBD and mirror peers)."""
     out: list[str] = []
     for disk in disks:
-        if disk.dev_type == constants.DT_DRBD8 and disk.logical_id:
+        if disk.dev_type in constants.DTS_INT_MIRROR and disk.logical_id:
             out += [n for n in disk.logical_id[:2] if n != primary and n not in out]
     return out
 
@@ -440,6 +473,9 @@ def wait_for_sync(lu, inst: objects.Instance, disks: list[objects.Disk] | None =
     SYNC_POLL_SECONDS; a cancel of the job is honoured between samples.
     """
     disks = inst.disks if disks is None else disks
+    if any(d.dev_type == constants.DT_MIRROR for d in disks):
+        from corral.cmdlib import instance_mirror  # it builds on this module
+        return instance_mirror.wait_for_sync(lu, inst, oneshot=oneshot)
     disks = [d for d in disks if d.dev_type in constants.DTS_INT_MIRROR]
     if not disks:
         return True
@@ -505,6 +541,13 @@ class LUInstanceActivateDisks(iu.InstanceLU):
         iu.check_node_online(self.cfg, self.instance.primary_node, "for activating disks")
         result = assemble_disks(self, self.instance)
         set_disks_active(self, self.instance, True)
+        if self.instance.disk_template == constants.DT_MIRROR and \
+                iu.running_on_primary(self, self.instance):
+            from corral.cmdlib import instance_mirror  # it builds on this module
+            if not instance_mirror.resync(self, self.instance, feedback_fn) and \
+                    self.op.wait_for_sync:
+                raise errors.OpExecError("Some disks of the instance are degraded!")
+            return result
         if self.op.wait_for_sync and not wait_for_sync(self, self.instance):
             raise errors.OpExecError("Some disks of the instance are degraded!")
         return result
@@ -557,6 +600,9 @@ class LUInstanceGrowDisk(iu.InstanceLU):
             feedback_fn("Disk %d already has the requested size" % self.op.disk)
             return
         inst = self.instance
+        if self.disk.dev_type == constants.DT_MIRROR:
+            self._grow_mirror(feedback_fn)
+            return
         nodes = [iu.node_name(self.cfg, u) for u in
                  [inst.primary_node] + _secondaries([self.disk], inst.primary_node)]
         disk = disk_rpc(self.cfg, self.disk)
@@ -579,6 +625,20 @@ class LUInstanceGrowDisk(iu.InstanceLU):
         if self.op.wait_for_sync and not wait_for_sync(self, inst, [self.disk]):
             self.log_warning("Disk syncing has not returned a good status; check the"
                              " instance")
+
+    def _grow_mirror(self, feedback_fn: Callable[[str], None]) -> None:
+        """Both nodes' images, then the running export (and a resync of a running
+        guest, followed in the job log); see instance_mirror_rebuild.grow."""
+        from corral.cmdlib import instance_mirror_rebuild  # it builds on this module
+        inst = self.instance
+        instance_mirror_rebuild.grow(self, inst, self.disk, self.delta,
+                                     iu.running_on_primary(self, inst), feedback_fn)
+        self.disk.size += self.delta
+        for child in self.disk.children:
+            child.size += self.delta
+        self.cfg.update(inst)
+        feedback_fn("Disk %d of instance %s grown by %d MiB to %d MiB" %
+                    (self.op.disk, inst.name, self.delta, self.disk.size))
 
 
 class LUInstanceRecreateDisks(iu.InstanceLU):

@@ -15,6 +15,7 @@ primary reports and corrects the configuration.
 from typing import Any, Callable
 
 from corral import constants, errors, locking, objects, opcodes
+from corral.cmdlib import instance_mirror
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
 from corral.cmdlib.base import NoHooksLU, ResultWithJobs, expand_instance
@@ -87,8 +88,12 @@ class LUGroupVerifyDisks(NoHooksLU):
 
     def _check_mirrors(self, instances: list[objects.Instance], bad_nodes: dict,
                        need_activation: set) -> None:
-        """DRBD devices absent or faulty on one of their nodes need an activate-disks."""
+        """DRBD devices absent or faulty on one of their nodes need an activate-disks,
+        and so do running mirror disks that are degraded (activate-disks resyncs)."""
         for inst in instances:
+            if instance_mirror.is_mirror(inst):
+                self._check_replication(inst, bad_nodes, need_activation)
+                continue
             drbd = [d for d in inst.disks if d.dev_type in constants.DTS_INT_MIRROR]
             if not drbd:
                 continue
@@ -102,6 +107,24 @@ class LUGroupVerifyDisks(NoHooksLU):
                 elif any(st is None or st.get("ldisk_status") == "faulty"
                          for st in res.data or []):
                     need_activation.add(inst.name)
+
+
+    def _check_replication(self, inst: objects.Instance, bad_nodes: dict,
+                           need_activation: set) -> None:
+        """A running mirror instance needs activation unless every disk is in sync; an
+        in-sync one gets its secondary marked complete (the copy holds every write)."""
+        pnode = self.cfg.get_node_info(inst.primary_node)
+        if pnode is None or pnode.offline or pnode.name in bad_nodes or \
+                inst.admin_state != constants.ADMINST_UP:
+            return
+        states = instance_mirror.status(self, inst)
+        if all(st is not None and st.get("settled") for st in states):
+            try:
+                instance_mirror.set_consistent(self, inst, True)
+            except errors.GenericError as err:
+                self.log_warning("%s" % err)
+        elif any(st is None or st.get("is_degraded") for st in states):
+            need_activation.add(inst.name)
 
 
 class LUClusterRepairDiskSizes(NoHooksLU):

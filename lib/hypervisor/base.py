@@ -39,12 +39,18 @@ class NicSpec:
 
 @dataclass
 class DiskSpec:
-    """An assembled disk on this node: a path QEMU can open."""
+    """An assembled disk on this node: a path QEMU can open.
+
+    ``mirror``: for a ``mirror`` disk on its primary node, the unix socket
+    through which the secondary's copy is reached (NBD export "disk"); the
+    hypervisor keeps every guest write on both (doc/design-mirror.md).
+    """
 
     path: str
     mode: str = "rw"
     uuid: str = ""
     dev_type: str = "file"
+    mirror: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +114,8 @@ class BaseHypervisor(abc.ABC):
     CAN_MIGRATE = False
     CAN_BALLOON = False
     CAN_HOTPLUG = False
+    # Keeps ``mirror`` disks replicated to their secondary (doc/design-mirror.md).
+    CAN_REPLICATE = False
 
     # --- lifecycle -------------------------------------------------------
     @abc.abstractmethod
@@ -208,6 +216,19 @@ class BaseHypervisor(abc.ABC):
     # --- ballooning (only when CAN_BALLOON) -------------------------------
     def balloon_instance_memory(self, inst: InstanceSpec, mem_mib: int) -> None:
         raise errors.HypervisorError("%s cannot balloon" % self.NAME)
+
+    # --- mirror disks (only when CAN_REPLICATE) ---------------------------
+    def replication_start(self, name: str, disks: list[DiskSpec]) -> list[str]:
+        """Replicate a running instance's mirror disks; the disks that could not."""
+        raise errors.HypervisorError("%s cannot replicate mirror disks" % self.NAME)
+
+    def replication_stop(self, name: str, indices: list[int]) -> bool:
+        """Drop the replication of some mirror disks; False if ``name`` is not running."""
+        raise errors.HypervisorError("%s cannot replicate mirror disks" % self.NAME)
+
+    def replication_status(self, name: str, wait: float = 0.0) -> list[dict[str, Any]] | None:
+        """Per disk its replication state (None: not a mirror disk); None if not running."""
+        raise errors.HypervisorError("%s cannot replicate mirror disks" % self.NAME)
 
 
 def host_node_info(hv_version: str) -> dict[str, Any]:

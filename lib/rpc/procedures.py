@@ -118,12 +118,19 @@ PROCEDURES: dict[str, Procedure] = {p.name: p for p in [
               (Arg("ip", _STR), Arg("netmask", (int,)), Arg("netdev", _STR))),
     # ---- job queue replication to master candidates (backend/queue.py) ----
     Procedure("jobqueue_update", "queue.jobqueue_update", TMO_FAST,
-              "Write job files (by id) and the serial into the queue copy with one group"
-              " commit, then apply archive moves (id -> null or archived text).",
+              "Write job files (by id), the serial and the drain flag into the queue copy"
+              " as one journal record, then apply archive moves (id -> null or archived"
+              " text).",
               (Arg("files", _DICT), Arg("serial", (int, type(None)), None),
-               Arg("archive", _DICT, {}))),
+               Arg("archive", _DICT, {}), Arg("drain", (bool, type(None)), None))),
     Procedure("jobqueue_list", "queue.jobqueue_list", TMO_URGENT,
-              "Live job ids and serial of the node's queue copy (for a catch-up)."),
+              "Live job ids, serial and drain flag of the node's queue copy (for a"
+              " catch-up); with versions, each live job's version (master failover).",
+              (Arg("versions", (bool,), False),)),
+    Procedure("jobqueue_fetch", "queue.jobqueue_fetch", TMO_FAST,
+              "Texts of the given jobs in the node's queue copy, live or archived"
+              " (master failover takes the newest copy of each job).",
+              (Arg("ids", _LIST),)),
     Procedure("jobqueue_purge", "queue.jobqueue_purge", TMO_FAST,
               "Remove the node's queue copy (node leaving the cluster)."),
     # ---- instances (backend/instance.py) ----
@@ -211,6 +218,25 @@ PROCEDURES: dict[str, Procedure] = {p.name: p for p in [
     Procedure("drbd_add_children", "disks.drbd_add_children", TMO_NORMAL,
               "Attach new data/meta volumes (fresh metadata) to diskless DRBD devices.",
               (Arg("disks", _LIST),)),
+    # ---- mirror disks (backend/mirror.py) ----
+    Procedure("mirror_set_consistent", "mirror.mirror_set_consistent", TMO_FAST,
+              "Record on a mirror secondary whether its copies are complete.",
+              (Arg("disks", _LIST), Arg("consistent", (bool,)))),
+    Procedure("mirror_sync_offline", "mirror.mirror_sync_offline", TMO_4HRS,
+              "Copy whole mirror disks of a stopped instance to the secondary; bytes.",
+              (Arg("disks", _LIST),)),
+    Procedure("instance_replication_start", "mirror.instance_replication_start",
+              TMO_NORMAL, "Make a running instance replicate its mirror disks; problems.",
+              (Arg("instance", _DICT), Arg("disks", _LIST))),
+    Procedure("instance_replication_status", "mirror.instance_replication_status",
+              TMO_URGENT, "Live replication state per disk (null if not running); waits"
+              " up to 'wait' seconds for a change while a disk is not in sync.",
+              (Arg("hypervisor", _STR), Arg("name", _STR), Arg("wait", (int, float), 0.0))),
+    Procedure("instance_replication_stop", "mirror.instance_replication_stop",
+              TMO_NORMAL, "Drop the replication jobs of the given mirror disk indices of a"
+              " running instance (its secondary image is being replaced); false if not"
+              " running.",
+              (Arg("hypervisor", _STR), Arg("name", _STR), Arg("disks", _LIST))),
     # ---- storage units (backend/storage_units.py) ----
     Procedure("storage_list", "storage_units.storage_list", TMO_URGENT,
               "Storage units of a type (name, size, used, free, allocatable; MiB).",
@@ -247,6 +273,10 @@ PROCEDURES: dict[str, Procedure] = {p.name: p for p in [
     Procedure("set_watcher_pause", "watcher.set_watcher_pause", TMO_FAST,
               "Pause the node's watcher until 'until' (epoch seconds); null resumes it.",
               (Arg("until", (int, float, type(None))),)),
+    Procedure("node_role", "watcher.node_role", TMO_URGENT,
+              "A master candidate's view of a node (offline?) and maintain_node_health,"
+              " with its config serial (the node's watcher asks).",
+              (Arg("node_name", _STR),)),
     # ---- instance allocators (backend/iallocator.py) ----
     Procedure("iallocator_runner", "iallocator.iallocator_runner", TMO_NORMAL,
               "Run the iallocator plugin 'name' (search path) on the JSON input 'idata',"

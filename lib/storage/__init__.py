@@ -16,7 +16,7 @@ each other; a DRBD device receives its LVM children already constructed
 from typing import Any, Iterable, Sequence
 
 from corral import errors
-from corral.storage import base, blockdev, drbd, extstorage, filestorage, lvm, rbd
+from corral.storage import base, blockdev, drbd, extstorage, filestorage, lvm, mirror, rbd
 from corral.storage.base import BlockDev, SyncStatus
 
 __all__ = ["BlockDev", "SyncStatus", "DEV_TYPES", "get_device_class", "verify_environment",
@@ -30,6 +30,7 @@ _REGISTRY: dict[str, type[base.BlockDev]] = {
     "drbd": drbd.DRBD8Dev,
     "ext": extstorage.ExtStorageDevice,
     "rbd": rbd.RADOSBlockDevice,
+    "mirror": mirror.MirrorDev,
 }
 DEV_TYPES = frozenset(_REGISTRY)
 

@@ -60,7 +60,7 @@ MASTER_HOST = 250
 HUB_HOST = 254  # the hub's own address on the segment (RAPI forwarder's source)
 FIRST_NODE_HOST = 10
 RAPI_PORT = 5080
-DEFAULT_TEMPLATES = "file,sharedfile,diskless"
+DEFAULT_TEMPLATES = "file,sharedfile,diskless,mirror"
 CMD_TIMEOUT = 300
 Feedback = Callable[[str], None]
 
@@ -288,6 +288,7 @@ def _make_node_net(vc: VCluster, node: Node) -> None:
                  ("link", "set", "eth0", "master", "br0"), ("link", "set", "eth0", "up"),
                  ("link", "set", "br0", "up"), ("addr", "add", node.ip + "/24", "dev", "br0")):
         _ip("-n", node.ns, *args)
+    _pin_bridge_mac(node)
 
 
 def _set_link(vc: VCluster, node: Node, up: bool) -> None:
@@ -394,8 +395,8 @@ def _pin_bridge_mac(node: Node) -> None:
     """Give the node's br0 a MAC of its own, set explicitly (idempotent).
 
     A bridge whose MAC was never set takes the lowest MAC of its ports.
-    libvirt makes a guest's tap MAC fe:<guest MAC[1:]>, the same on both
-    nodes of a migration; a node whose eth0 MAC sorts above it would adopt
+    libvirt and the kvm driver make a guest's tap MAC fe:<guest MAC[1:]>, the
+    same on both nodes of a migration; a node whose eth0 MAC sorts above it would adopt
     it, and the migration target's bridge would then drop every packet of
     that node as carrying its own address: the nodes lose each other.
     """
@@ -412,7 +413,6 @@ def _start_node_hypervisor(vc: VCluster, node: Node,
     """
     if vc.hypervisor != "libvirt":
         return
-    _pin_bridge_mac(node)
     lvdir = libvirt_dir(node)
     pid = lvsetup.pid_of(lvdir)
     if pid is not None and str(pid) in _ip("netns", "pids", node.ns, check=False).stdout.split():

@@ -132,6 +132,6 @@ def test_storage_listings_and_verify_disks(storage_cluster):
     cl.run("gnt-cluster", "repair-disk-sizes")
     replace = cl.run("gnt-instance", "replace-disks", "-s", "f1", check=False)
     assert replace.returncode == 1
-    assert "Can only run replace disks for DRBD8-based instances" in replace.stderr
+    assert "Can only run replace disks for DRBD8-based and mirror instances" in replace.stderr
     both = cl.run("gnt-instance", "replace-disks", "-s", "-p", "f1", check=False)
     assert both.returncode == 1 and "One and only one of the -p, -s, -a, -n and -I" in both.stderr

@@ -12,7 +12,7 @@ LIB = os.path.join(os.path.dirname(__file__), "..", "..", "lib", "storage")
 
 
 def test_registry_has_every_type():
-    expected = {"file", "sharedfile", "blockdev", "plain", "drbd", "ext", "rbd"}
+    expected = {"file", "sharedfile", "blockdev", "plain", "drbd", "ext", "rbd", "mirror"}
     assert storage.DEV_TYPES == expected
     for t in expected:
         cls = storage.get_device_class(t)
@@ -116,8 +116,8 @@ def _imports(path):
 
 
 def test_import_boundaries():
-    drivers = {"filestorage", "blockdev", "lvm", "drbd", "extstorage", "rbd"}
-    helpers = {"drbd": {"drbd_cmdgen", "drbd_info"}}
+    drivers = {"filestorage", "blockdev", "lvm", "drbd", "extstorage", "rbd", "mirror"}
+    helpers = {"drbd": {"drbd_cmdgen", "drbd_info"}, "mirror": {"mirror_proc"}}
     for fname in os.listdir(LIB):
         if not fname.endswith(".py") or fname == "__init__.py":
             continue

@@ -9,6 +9,7 @@ start removes its stale files.  Operations on one instance are serialized by
 a per-instance lock, which also keeps QMP (one client at a time) uncontended.
 """
 
+import logging
 import os
 import socket
 import time
@@ -21,6 +22,7 @@ from corral.hypervisor import hvparams as hvp
 from corral.hypervisor.kvm import cmdline, netdev, qmp, runtime
 from corral.hypervisor.kvm import params as kp
 from corral.hypervisor.kvm.migration import KvmMigrationMixin
+from corral.hypervisor.kvm.replication import KvmReplicationMixin
 
 SOCAT = "socat"
 # Seconds between ACPI power button presses during a graceful shutdown.
@@ -30,11 +32,12 @@ _lock = runtime.instance_lock
 _check_name = runtime.check_name
 
 
-class KvmHypervisor(KvmMigrationMixin, base.BaseHypervisor):
+class KvmHypervisor(KvmMigrationMixin, KvmReplicationMixin, base.BaseHypervisor):
     """QEMU/KVM (TCG when kvm_flag=disabled or KVM is unusable)."""
 
     NAME = "kvm"
     CAN_MIGRATE = True
+    CAN_REPLICATE = True
     CAN_BALLOON = True
     CAN_HOTPLUG = False
 
@@ -81,6 +84,10 @@ class KvmHypervisor(KvmMigrationMixin, base.BaseHypervisor):
                 raise errors.HypervisorError("QEMU for %s exited right after start; see %s" %
                                              (inst.name, paths.serial_log))
             runtime.save_runtime(paths, state)
+            if not incoming:
+                for problem in self._start_replication(inst.name, disks):
+                    logging.warning("Instance %s runs without replication: %s",
+                                    inst.name, problem)
         except BaseException:
             pid = runtime.running_pid(paths, inst.name)
             if pid:

@@ -65,13 +65,24 @@ def _boot_args(hvp: dict) -> list[str]:
 
 
 def _drive_opts(disk: DiskSpec, hvp: dict, node_id: str, interface: str = "none") -> str:
+    """One -drive; ``mirror`` disks bypass the page cache and take no image lock.
+
+    A mirror image is also open in the secondary's export (and, during a
+    migration, in the incoming QEMU), which QEMU's file locks would refuse;
+    direct I/O keeps every process's view the data on disk.  Their format node
+    is named ``<id>-local`` so the replication job can address it.
+    """
     cache = hvp.get("disk_cache", "default")
+    if disk.dev_type == "mirror":
+        cache = "none"
     opts = ["file=%s" % disk.path.replace(",", ",,"), "format=raw", "if=%s" % interface,
             "cache=%s" % ("writeback" if cache == "default" else cache),
             "aio=%s" % hvp.get("disk_aio", "threads"),
             "discard=%s" % hvp.get("disk_discard", "ignore")]
     if interface == "none":
         opts.insert(3, "id=%s" % node_id)
+    if disk.dev_type == "mirror":
+        opts += ["node-name=%s-local" % node_id, "file.locking=off"]
     if disk.mode == "ro":
         opts.append("readonly=on")
     return ",".join(opts)
