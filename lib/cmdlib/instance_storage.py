@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from corral import config, constants, errors, objects
 from corral.cmdlib import cluster as cluster_lu
+from corral.cmdlib import instance_mirror, instance_mirror_rebuild
 from corral.cmdlib import instance_utils as iu
 from corral.cmdlib.base import expand_node
 from corral.utils import io
@@ -474,7 +475,6 @@ def wait_for_sync(lu, inst: objects.Instance, disks: list[objects.Disk] | None =
     """
     disks = inst.disks if disks is None else disks
     if any(d.dev_type == constants.DT_MIRROR for d in disks):
-        from corral.cmdlib import instance_mirror  # it builds on this module
         return instance_mirror.wait_for_sync(lu, inst, oneshot=oneshot)
     disks = [d for d in disks if d.dev_type in constants.DTS_INT_MIRROR]
     if not disks:
@@ -543,7 +543,6 @@ class LUInstanceActivateDisks(iu.InstanceLU):
         set_disks_active(self, self.instance, True)
         if self.instance.disk_template == constants.DT_MIRROR and \
                 iu.running_on_primary(self, self.instance):
-            from corral.cmdlib import instance_mirror  # it builds on this module
             if not instance_mirror.resync(self, self.instance, feedback_fn) and \
                     self.op.wait_for_sync:
                 raise errors.OpExecError("Some disks of the instance are degraded!")
@@ -629,7 +628,6 @@ class LUInstanceGrowDisk(iu.InstanceLU):
     def _grow_mirror(self, feedback_fn: Callable[[str], None]) -> None:
         """Both nodes' images, then the running export (and a resync of a running
         guest, followed in the job log); see instance_mirror_rebuild.grow."""
-        from corral.cmdlib import instance_mirror_rebuild  # it builds on this module
         inst = self.instance
         instance_mirror_rebuild.grow(self, inst, self.disk, self.delta,
                                      iu.running_on_primary(self, inst), feedback_fn)
