@@ -76,6 +76,24 @@ def test_parse_info_and_node_info() -> None:
         xl.parse_info(data("xl_no_dom0.txt"))
 
 
+def test_parse_recorded_real_xen() -> None:
+    """Outputs recorded on Xen 4.17.7 nested under QEMU (tools/xen-nested): the xl list
+    header separates its last columns with tabs; a PV guest idling in its
+    initrd is ``-b----`` (blocked = running for Corral)."""
+    doms = xl.parse_list(data("xl_list_nested.txt"))
+    assert [(d.name, d.domid, d.memory, d.vcpus, d.flags, d.state) for d in doms] == [
+        ("Domain-0", 0, 1280, 2, "r-----", "running"),
+        ("pv1.xen.test", 1, 128, 1, "-b----", "running")]
+    info = xl.parse_info(data("xl_info_nested.txt"))
+    assert info["virt_caps"] == "pv hvm gnttab-v1 gnttab-v2"
+    assert info["xen_commandline"].startswith("console=com1 com1=115200,8n1 dom0_mem=")
+    assert xl.node_info(info, doms) == {
+        "memory_total": 2047, "memory_free": 616, "memory_dom0": 1280, "cpu_total": 2,
+        "cpu_nodes": 1, "cpu_sockets": 1, "hv_version": [4, 17],
+        "hv_version_text": "4.17.7"}
+    assert xl.no_dom0_reason(data("xl_info_nested.txt")) is None
+
+
 def test_parse_migrate() -> None:
     ok = xl.parse_migrate(data("xl_migrate_ok.txt"), 0)
     assert ok["status"] == "completed"
@@ -127,6 +145,11 @@ def test_this_machine_without_dom0(tmp_path, monkeypatch) -> None:
     assert info["memory_total"] == 0 and info["hv_error"] == problem
     assert hv.list_instances() == [] and hv.get_instance_info(NAME) is None
     inst = spec("xen-pvm", {"kernel_path": "/bin/true"})
+    # the node check of instance creation/migration says why, before anything is made
+    with pytest.raises(errors.HypervisorError, match=re.escape(problem)):
+        hv.validate_parameters(inst.hvparams)
+    with pytest.raises(errors.HypervisorError, match="kernel_path"):   # params first
+        hv.validate_parameters(dict(inst.hvparams, kernel_path="/nonexistent/vmlinuz"))
     with pytest.raises(errors.HypervisorError, match=re.escape(problem)):
         hv.start_instance(inst, [DiskSpec(str(tmp_path / "disk"))])
     assert calls == [] and not os.path.exists(driver.hv_dir())
