@@ -128,6 +128,9 @@ NODE_GETTERS: dict[str, Getter] = {
     "dfree": _live("storage_free"),
     "sptotal": _live("spindles_total"),
     "spfree": _live("spindles_free"),
+    "hv_problems": _live("hv", lambda hv: sorted(
+        "%s: %s" % (name, info["hv_error"]) for name, info in hv.items()
+        if isinstance(info, dict) and info.get("hv_error"))),
 }
 
 

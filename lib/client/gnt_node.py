@@ -38,7 +38,7 @@ def list_fields(opts: argparse.Namespace, args: list[str]) -> int:
 
 _INFO_FIELDS = ["name", "pip", "sip", "master_candidate", "drained", "offline",
                 "master_capable", "vm_capable", "pinst_list", "sinst_list", "ndparams", "group",
-                "role", "tags"]
+                "role", "tags", "hv_problems"]
 
 
 def _print_dict(value: dict, indent: str) -> None:
@@ -71,6 +71,10 @@ def show_info(opts: argparse.Namespace, args: list[str]) -> int:
                     print("  %s for no instances" % kind)
         print("  node parameters:")
         _print_dict(v["ndparams"] or {}, "    ")
+        if v["hv_problems"]:
+            print("  hypervisor problems:")
+            for problem in v["hv_problems"]:
+                print("    - %s" % problem)
     return constants.EXIT_SUCCESS
 
 

@@ -94,6 +94,8 @@ NODE_FIELDS = _table([
     FieldDef("dfree", "DFree", QFT_UNIT, "Available storage space in storage unit"),
     FieldDef("dtotal", "DTotal", QFT_UNIT,
              "Total storage space in storage unit used for instance disk allocation"),
+    FieldDef("hv_problems", "HvProblems", QFT_OTHER,
+             "What the enabled hypervisors report as wrong on the node (empty: none)"),
     FieldDef("spfree", "SpFree", QFT_NUMBER,
              "Available spindles in volume group (exclusive storage only)"),
     FieldDef("sptotal", "SpTotal", QFT_NUMBER,

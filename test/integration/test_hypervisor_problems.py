@@ -10,6 +10,7 @@ broken hypervisor or bad hvparams fails with a clear message before anything
 
 import json
 import os
+import re
 
 import pytest
 
@@ -60,6 +61,10 @@ def test_node_queries_survive_a_broken_hypervisor(hv_cluster):
     assert out[0] == "localhost" and out[1] not in ("?", "*") and out[2] not in ("?", "*")
     info = hv_cluster.run("gnt-node", "info", "localhost").stdout
     assert "Node name: localhost" in info
+    problems = info.split("  hypervisor problems:\n", 1)[1]
+    assert re.search(r"    - libvirt: Cannot connect to libvirt at ", problems), info
+    assert "    - xen-pvm: " in problems, info
+    assert "fake" not in problems, info
 
 
 @pytest.mark.parametrize("argv,words", [
