@@ -231,13 +231,6 @@ class LUInstanceSetParams(iu.InstanceLU):
             if action == REMOVE and self._running():
                 raise errors.OpPrereqError("Cannot remove disks of instance %s while it is"
                                            " running" % self.instance.name, errors.ECODE_STATE)
-            if action == ADD and self.instance.disk_template == constants.DT_MIRROR \
-                    and self._running():
-                # Its QEMU replicates the disks it has: without hotplug a new disk
-                # would be in the config but not in the running guest's replication.
-                raise errors.OpPrereqError("Cannot add a disk to mirror instance %s while it"
-                                           " is running (no disk hotplug); stop it first" %
-                                           self.instance.name, errors.ECODE_STATE)
             self._apply_disk(action, ident, params)
         ist.renumber_disks(self.new.disks)
         ist.adopted_sizes(self, self.pnode.name, self.added)

@@ -213,9 +213,12 @@ def _register_more() -> None:
     """Benchmarks living in their own modules (one per domain)."""
     from corral.tools import bench_instances
     BENCHMARKS.append(bench_instances.bench_instances)
+    BENCHMARKS.append(bench_instances.bench_rapi)
     BENCHMARKS.append(bench_instances.bench_kvm_boot)
     from corral.tools import burnin
     BENCHMARKS.append(burnin.bench_burnin)
+    from corral.tools import bench_mirror
+    BENCHMARKS.append(bench_mirror.bench_mirror)
 
 
 _register_more()

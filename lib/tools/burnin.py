@@ -5,12 +5,12 @@ Usage: ``burnin -o OS -t TEMPLATE [--disk-size SIZE[,SIZE...]] [options] INSTANC
 The instances are created (spread over the nodes: primary node i, secondary
 node i+1), then every operation that is enabled and that the disk template
 supports runs on all of them, in Ganeti's order: replace-disks on the same
-nodes, onto a new secondary, grow-disk, failover, migrate (and its cleanup),
-move, reinstall, reboot (each type), add/remove a disk, add/remove a NIC,
-activate/deactivate disks, stop/start, rename; finally the instances are
-removed unless ``-K``.  Each operation is one job per instance: submitted all
-at once with ``-p``, else one after the other (rename is always serial: there
-is one spare name).
+nodes (secondary, then primary; mirror: the secondary only), onto a new
+secondary, grow-disk, failover, migrate (and its cleanup), move, reinstall,
+reboot (each type), add/remove a disk, add/remove a NIC, activate/deactivate
+disks, stop/start, rename; finally the instances are removed unless ``-K``.
+Each operation is one job per instance: submitted all at once with ``-p``,
+else one after the other (rename is always serial: there is one spare name).
 
 A step that the template cannot do is reported as SKIP with the reason (as
 Ganeti logs it); a step the cluster cannot do fails: its job's error is shown
@@ -28,12 +28,18 @@ from corral import constants, errors, luxi, opcodes
 from corral.client import base, errfmt, params
 
 GROWABLE = frozenset([constants.DT_FILE, constants.DT_SHARED_FILE, constants.DT_PLAIN,
-                      constants.DT_DRBD8, constants.DT_RBD, constants.DT_EXT])
+                      constants.DT_DRBD8, constants.DT_RBD, constants.DT_EXT,
+                      constants.DT_MIRROR])
 MIRRORED = constants.DTS_INT_MIRROR | constants.DTS_EXT_MIRROR
 MOVABLE = frozenset([constants.DT_PLAIN, constants.DT_FILE])
 SUPPORTED = frozenset([constants.DT_DISKLESS, constants.DT_FILE, constants.DT_SHARED_FILE,
                        constants.DT_PLAIN, constants.DT_DRBD8, constants.DT_RBD,
-                       constants.DT_EXT, constants.DT_BLOCK])
+                       constants.DT_EXT, constants.DT_BLOCK, constants.DT_MIRROR])
+# The replace-disks step's modes.  A mirror disk cannot be rebuilt on its primary
+# (-p): the primary's image is the only current copy and the running QEMU holds it
+# (doc/design-mirror.md), so only the secondary is rebuilt in place.
+REPLACE1_MODES = {constants.DT_MIRROR: ("replace_on_secondary",)}
+DEFAULT_REPLACE1_MODES = ("replace_on_secondary", "replace_on_primary")
 MIGRATING_HVS = frozenset(["fake", "kvm", "xen-pvm", "xen-hvm"])
 PASS, FAIL, SKIP, NOT_RUN = "PASS", "FAIL", "SKIP", "NOT RUN"
 
@@ -202,12 +208,13 @@ class Burnin:
 
     def replace1(self) -> None:
         self.log("Replacing disks on the same nodes")
+        modes = REPLACE1_MODES.get(self.opts.disk_template, DEFAULT_REPLACE1_MODES)
         jobs = []
         for name in self.instances:
             ops = [opcodes.OpInstanceReplaceDisks(instance_name=name, mode=mode,
                                                   disks=list(range(len(self.disk_size))),
                                                   early_release=self.opts.early_release)
-                   for mode in ("replace_on_secondary", "replace_on_primary")]
+                   for mode in modes]
             self.log("instance %s" % name, 1)
             jobs.append((name, ops))
         self.execute(jobs)
@@ -494,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--os", required=True, help="OS to install on the instances")
     p.add_argument("-t", "--disk-template", default=constants.DT_DRBD8,
                    help="Disk template (default drbd): diskless, file, sharedfile, plain,"
-                        " drbd, rbd, ext, blockdev")
+                        " drbd, mirror, rbd, ext, blockdev")
     p.add_argument("--disk-size", default="128m",
                    help="Disk sizes, comma separated (default 128m): one disk each")
     p.add_argument("--disk-growth", default="128m",

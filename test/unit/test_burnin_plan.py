@@ -160,3 +160,33 @@ def test_disk_sizes_and_growth_per_disk():
 def test_constants_match_the_cluster():
     assert constants.DT_DRBD8 in burnin.MIRRORED and constants.DT_SHARED_FILE in burnin.MIRRORED
     assert constants.DT_FILE not in burnin.MIRRORED
+
+
+def test_mirror_rebuilds_only_the_secondary_and_follows_its_peer():
+    client = FakeClient(templates=("file", "mirror"))
+    code, results, _ = run(client, "-t", "mirror", "--rename", "spare", "i1", "i2")
+    assert code == 0
+    status = {name: r.status for name, r in results.items()}
+    for step in ("replace-disks", "replace-secondary", "grow-disk", "failover", "migrate",
+                 "add-remove-disks", "rename"):
+        assert status[step] == "PASS", step
+    assert results["move"].detail == "disk template mirror cannot be moved"
+    creates = [j[0] for j in client.jobs if j[0]["OP_ID"] == "OP_INSTANCE_CREATE"]
+    assert [(c["pnode"], c["snode"]) for c in creates] == [("node1", "node2"),
+                                                          ("node2", "node3")]
+    replace = [j for j in client.jobs if j[0]["OP_ID"] == "OP_INSTANCE_REPLACE_DISKS"]
+    assert [[op["mode"] for op in job] for job in replace[:2]] == \
+        [["replace_on_secondary"]] * 2  # never -p: the primary holds the only copy
+    assert [job[0]["remote_node"] for job in replace[2:]] == ["node3", "node1"]
+    moves = [j[0] for j in client.jobs if j[0]["OP_ID"] in ("OP_INSTANCE_FAILOVER",
+                                                             "OP_INSTANCE_MIGRATE")]
+    assert {m["target_node"] for m in moves} == {None}  # to the secondary, like DRBD
+
+
+def test_mirror_needs_three_nodes_to_change_the_secondary():
+    code, results, _ = run(FakeClient(templates=("mirror",), nodes=2), "-t", "mirror", "i1")
+    assert code == 0
+    assert results["replace-secondary"].detail == "needs at least 3 nodes"
+    assert results["replace-disks"].status == "PASS"
+    with pytest.raises(Exception, match="needs at least two nodes"):
+        run(FakeClient(templates=("mirror",), nodes=1), "-t", "mirror", "i1")

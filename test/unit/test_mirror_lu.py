@@ -422,11 +422,15 @@ def test_drop_jobs_gives_up_on_a_job_that_does_not_end():
         replication.drop_jobs(mon, [0], timeout=0.1)
 
 
-def test_add_disk_to_running_mirror_instance_refused(cfg):
+def test_add_disk_to_running_mirror_instance_waits_for_next_start(cfg):
+    """As without hotplug for any template (and as Ganeti does): the disk is made on
+    both nodes (all zeroes, so consistent) and the running QEMU, which replicates
+    only the disks it has, gets it at its next start; its processes stay up."""
     add_mirror(cfg, active=True)
     rpc = mirror_rpc(True, [[IN_SYNC]])
-    with pytest.raises(errors.OpPrereqError, match="while it is running \\(no disk hotplug\\)"):
-        run_lu(cfg, opcodes.OpInstanceSetParams(instance_name="m1",
-                                                disks=[["add", {"size": 32}]]),
-               rpc, instance_set_params)
-    assert "blockdev_create" not in [p for p, _n, _a in rpc.calls]
+    run_lu(cfg, opcodes.OpInstanceSetParams(instance_name="m1", disks=[["add", {"size": 32}]]),
+           rpc, instance_set_params)
+    new = cfg.get_instance_by_name("m1").disks[1]
+    assert ("blockdev_create", "node2") in seq(rpc) and ("blockdev_create", "node1") in seq(rpc)
+    assert [d["uuid"] for d in args_of(rpc, "mirror_set_consistent")[0]["disks"]] == [new.uuid]
+    assert "blockdev_shutdown" not in [p for p, _n, _a in rpc.calls]
