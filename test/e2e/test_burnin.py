@@ -1,7 +1,8 @@
-"""tools/burnin on the shared 3-node vclusters (issue 7 acceptance).
+"""tools/burnin on the shared 3-node vclusters (issue 7 and 9 acceptance).
 
 Fake hypervisor: 20 instances with the file and the sharedfile template and
-every operation the template supports; kvm (TCG busybox guests): 3 instances.
+every operation the template supports; kvm (TCG busybox guests): 3 sharedfile
+instances, and 2 mirror instances whose copies are compared afterwards.
 Each run removes its instances, so the shared clusters are left as found.
 """
 
@@ -82,3 +83,39 @@ def test_burnin_kvm_3_instances(kvm_vcluster):
                  "rename", "remove"):
         assert steps[step] == "PASS", (step, proc.stdout[-3000:])
     assert no_instances_left(kvm_vcluster)
+
+
+
+@pytest.mark.timeout(1800)
+def test_burnin_mirror_kvm_2_instances(kvm_vcluster):
+    """Issue 9: every step the mirror template supports, on real (TCG) guests whose
+    writes are replicated (only ``move`` does not apply); afterwards each guest
+    boots and, once stopped, its two images are identical."""
+    from test_mirror_kvm import image_paths, md5
+    from test_mobility_kvm import primary, tick
+    vk = kvm_vcluster
+    names = ["bnmir%d" % i for i in range(2)]
+    try:
+        proc = burnin(vk, "-o", "busybox", "--no-name-check", "--no-ip-check", "-p", "-K",
+                      "-t", "mirror", "--disk-size", "64m", "--disk-growth", "16m",
+                      "--rename", "bnmirspare", "--shutdown-timeout", "60",
+                      *names, timeout=1800)
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+        steps = summary(proc.stdout)
+        assert steps.pop("move") == "SKIP" and steps.pop("remove") == "SKIP"
+        assert set(steps.values()) == {"PASS"}, steps
+        assert {"replace-disks", "replace-secondary", "grow-disk", "failover", "migrate",
+                "add-remove-disks", "rename"} <= set(steps)
+        for name in names:
+            tick(vk, primary(vk, name), name)
+            vk.gnt("gnt-instance", "shutdown", "--timeout=60", name)
+            sums = {node: md5(path) for node, path in image_paths(vk, name).items()}
+            assert len(sums) == 2 and len(set(sums.values())) == 1, (name, sums)
+    finally:
+        for name in names + ["bnmirspare"]:
+            vk.gnt("gnt-instance", "remove", "-f", name, check=False)
+    assert no_instances_left(vk)
+    for node in vk.vc.nodes:  # no image left behind on either end of a mirror
+        for name in names + ["bnmirspare"]:
+            left = os.path.join(node.root, "file", name)
+            assert not os.path.isdir(left) or not os.listdir(left), (node.short, left)
