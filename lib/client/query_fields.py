@@ -168,6 +168,11 @@ INSTANCE_FIELDS = _table([
     _inst_list("disk.spindles", "Disk_spindles", "List of disk spindles", join=False),
     _inst_list("disk.names", "Disk_names", "List of disk names", join=False),
     _inst_list("disk.uuids", "Disk_UUIDs", "List of disk UUIDs", join=False),
+    _inst_list("disk.sync", "Disk_sync", "Replication state of each disk of a running"
+               " instance: in_sync, syncing NN.NN%, degraded, disconnected, or - when the"
+               " disk is not replicated (mirror template)"),
+    FieldDef("is_degraded", "Degraded", QFT_BOOL, "Whether a replicated disk of the"
+             " running instance is not fully in sync with its secondary (mirror template)"),
     FieldDef("nic.count", "NICs", QFT_NUMBER, "Number of network interfaces"),
     _inst_list("nic.macs", "NIC_MACs", "List containing each network interface's MAC address"),
     _inst_list("nic.ips", "NIC_IPs", "List containing each network interface's IP address"),

@@ -136,6 +136,35 @@ def _live(fn: Getter) -> Getter:
     return fn
 
 
+def _replication(d: InstanceQueryData, inst: objects.Instance) -> list:
+    """The primary's per-disk replication states (hypervisor live data)."""
+    if inst.primary_node in d.bad_nodes or inst.primary_node in d.offline_nodes:
+        raise query.NoData()
+    info = d.live.get(inst.name)
+    if info is None:
+        raise query.Unavail()
+    states = list(info.get("replication") or [])
+    return states + [None] * (len(inst.disks) - len(states))
+
+
+def _sync_text(state: dict | None) -> str:
+    if state is None:
+        return "-"
+    if state["state"] == "syncing":
+        return "syncing %.2f%%" % (state.get("percent") or 0.0)
+    return state["state"]
+
+
+@_live
+def _disk_sync(d: InstanceQueryData, inst: objects.Instance) -> list[str]:
+    return [_sync_text(st) for st in _replication(d, inst)]
+
+
+@_live
+def _is_degraded(d: InstanceQueryData, inst: objects.Instance) -> bool:
+    return any(st is not None and st["state"] != "in_sync" for st in _replication(d, inst))
+
+
 def _console(d: InstanceQueryData, inst: objects.Instance) -> Any:
     if inst.name not in d.consoles:
         raise query.Unavail()
@@ -228,6 +257,8 @@ INSTANCE_GETTERS: dict[str, Any] = {
     "disk.spindles": _disk_list("spindles"),
     "disk.names": _disk_list("name"),
     "disk.uuids": _disk_list("uuid"),
+    "disk.sync": _disk_sync,
+    "is_degraded": _is_degraded,
     "nic.count": lambda d, i: len(i.nics),
     "nic.macs": _nic_list("mac"),
     "nic.ips": _nic_list("ip"),

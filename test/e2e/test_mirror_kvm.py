@@ -38,6 +38,13 @@ def image_paths(vk, name: str) -> dict[str, str]:
             for node in (primary(vk, name), secondary(vk, name))}
 
 
+def listed(vk, name: str) -> list[str]:
+    """``gnt-instance list`` replication fields of ``name``: [is_degraded, disk.sync]."""
+    out = vk.gnt("gnt-instance", "list", "--no-headers", "--separator=|", "-o",
+                 "is_degraded,disk.sync", name).stdout
+    return out.strip().split("|")
+
+
 def md5(path: str) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as fh:
@@ -127,6 +134,7 @@ def test_partitioned_secondary_degrades_then_resyncs(kvm_vcluster, guest):
         while True:
             info = vk.gnt("gnt-instance", "info", guest).stdout
             if "*DEGRADED*" in info:
+                assert listed(vk, guest) == ["Y", "degraded"]
                 break
             assert time.monotonic() < deadline, info
             writes(vk, node, guest)  # the next guest write, not a fixed sleep
@@ -135,6 +143,7 @@ def test_partitioned_secondary_degrades_then_resyncs(kvm_vcluster, guest):
     out = vk.gnt("gnt-instance", "activate-disks", guest).stdout
     info = vk.gnt("gnt-instance", "info", guest).stdout
     assert re.search(r"on primary: \S+ in sync", info), out + info
+    assert listed(vk, guest) == ["N", "in_sync"]
     stop_and_compare(vk, guest)
 
 

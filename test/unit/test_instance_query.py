@@ -194,3 +194,20 @@ def test_other_resources_use_the_generic_text():
         query._EXTRA_RESOURCES.pop("fakeres")
     assert json.loads(text) == [{"name": "b", "n": 1, "x": None},
                                 {"name": "aa", "n": 2, "x": None}]
+
+
+def test_replication_fields_from_live_data():
+    """disk.sync and is_degraded come from the primary's live replication states
+    (mirror template); a disk without one is "-", a stopped instance has none."""
+    states = [{"state": "syncing", "percent": 42.5}, None]
+    info = {"state": "running", "memory": 256, "vcpus": 2, "replication": states}
+    ctx, insts = _setup({"n1.x": {"run": info}, "n2.x": None})
+    result = query.query(ctx, "instance", ["name", "disk.sync", "is_degraded"], [])
+    rows = {r[0][1]: r for r in result["data"]}
+    assert rows["run"][1] == [constants.RS_NORMAL, ["syncing 42.50%", "-"]]
+    assert rows["run"][2] == [constants.RS_NORMAL, True]
+    assert rows["errdown"][1][0] == constants.RS_UNAVAIL
+    info["replication"] = [{"state": "in_sync", "percent": None}]
+    ctx, insts = _setup({"n1.x": {"run": info}, "n2.x": None})
+    row = query.query(ctx, "instance", ["disk.sync", "is_degraded"], ["run"])["data"][0]
+    assert [c[1] for c in row] == [["in_sync"], False]

@@ -19,7 +19,7 @@ from corral import errors
 from corral.hypervisor import base, common
 from corral.utils import io
 from corral.hypervisor import hvparams as hvp
-from corral.hypervisor.kvm import cmdline, netdev, qmp, runtime
+from corral.hypervisor.kvm import cmdline, netdev, qmp, replication, runtime
 from corral.hypervisor.kvm import params as kp
 from corral.hypervisor.kvm.migration import KvmMigrationMixin
 from corral.hypervisor.kvm.replication import KvmReplicationMixin
@@ -201,11 +201,14 @@ class KvmHypervisor(KvmMigrationMixin, KvmReplicationMixin, base.BaseHypervisor)
             return None
         saved = runtime.load_runtime(paths) or {}
         spec = saved.get("spec", {})
-        return {"name": name,
+        info = {"name": name,
                 "state": base.STATE_PAUSED if saved.get("paused") else base.STATE_RUNNING,
                 "memory": int(saved.get("memory", spec.get("beparams", {}).get("maxmem", 0))),
                 "vcpus": int(spec.get("beparams", {}).get("vcpus", 1)),
                 "time": runtime.cpu_time(pid), "pid": pid}
+        if any(d.get("dev_type") == "mirror" for d in saved.get("disks", [])):
+            info["replication"] = replication.snapshot(paths, saved)
+        return info
 
     def get_node_info(self) -> dict[str, Any]:
         try:

@@ -14,6 +14,7 @@ through the tunnel by itself).  A job that is gone (QEMU restarted, a new
 secondary image) is started again with ``sync=full``: the whole disk.
 """
 
+import logging
 import time
 from typing import Any
 
@@ -32,6 +33,7 @@ RECONNECT_DELAY = 2
 RESUME_WINDOW = 1.5
 RESUME_TRIES = 8
 
+SNAPSHOT_TIMEOUT = 2.0  # seconds an instance query waits for QEMU's monitor
 STOP_TIMEOUT = 60.0  # seconds for cancelled jobs to end (in-flight writes drain first)
 _END_EVENTS = frozenset(["BLOCK_JOB_CANCELLED", "BLOCK_JOB_COMPLETED", "JOB_STATUS_CHANGE"])
 
@@ -241,6 +243,22 @@ class KvmReplicationMixin:
                 mon.wait_event(_WAKE_EVENTS, wait)
                 states = _states(mon, disks)
         return states
+
+
+def snapshot(paths: Any, saved: dict[str, Any]) -> list[dict[str, Any] | None] | None:
+    """Replication states for the live data of instance queries, or None.
+
+    Takes no instance lock and waits at most SNAPSHOT_TIMEOUT for QEMU's
+    monitor (busy with another client, e.g. a migration): a list query must
+    not stall behind a long operation; it then shows no replication state.
+    """
+    disks = [base.DiskSpec.from_dict(d) for d in saved.get("disks", [])]
+    try:
+        with qmp.QmpClient(paths.qmp, timeout=SNAPSHOT_TIMEOUT) as mon:
+            return _states(mon, disks)
+    except qmp.QmpError as err:
+        logging.info("No replication state from %s: %s", paths.qmp, err)
+        return None
 
 
 _WAKE_EVENTS = frozenset(["BLOCK_JOB_READY", "BLOCK_JOB_ERROR", "BLOCK_JOB_COMPLETED",
