@@ -19,6 +19,8 @@ from conftest import destroy_local, init_cluster, new_cluster
 ADD = ("gnt-instance", "add", "--no-name-check", "--no-ip-check", "-o", "busybox",
        "--no-nics")
 NO_DOM0 = not os.path.exists("/proc/xen/capabilities")
+# The module shares one cluster: keep its tests on one xdist worker (make check-fast).
+pytestmark = pytest.mark.xdist_group("hypervisor-problems")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+from conftest import destroy_local, init_cluster, new_cluster
+
 ADD = ("gnt-instance", "add", "--no-name-check", "--no-ip-check")
 
 
@@ -110,6 +112,24 @@ def test_file_disks_with_busybox_os(cluster):
     assert not os.path.exists(fake_record(cluster, "fs2"))
 
 
+@pytest.fixture(scope="module")
+def refusing_cluster():
+    """One cluster shared by the bad-input cases (one init instead of one per case).
+
+    Sharing is safe because every case refuses before anything exists and
+    asserts exactly that afterwards: a case that leaked an instance, a disk
+    or a runtime file fails itself (and the cases after it), never passes.
+    """
+    cl = new_cluster()
+    try:
+        init_cluster(cl)
+        yield cl
+    finally:
+        destroy_local(cl)
+
+
+# For --dist loadgroup: one xdist worker runs all cases, so the cluster is made once.
+@pytest.mark.xdist_group("instances-bad-input")
 @pytest.mark.parametrize("argv,words", [
     (["-t", "diskless", "--no-nics", "-o", "busybox", "bad_name!"], "Invalid instance name"),
     (["-t", "diskless", "--no-nics", "-o", "nosuchos", "x1"], "OS 'nosuchos' not in"),
@@ -129,7 +149,8 @@ def test_file_disks_with_busybox_os(cluster):
     (["-t", "diskless", "-o", "busybox", "--net", "0:link=nosuchbr0", "x1"],
      "bridges nosuchbr0 does not exist"),
 ])
-def test_bad_input_refused_before_anything_exists(cluster, argv, words):
+def test_bad_input_refused_before_anything_exists(refusing_cluster, argv, words):
+    cluster = refusing_cluster
     proc = cluster.run(*ADD, *argv, check=False)
     assert proc.returncode == 1, proc.stdout
     assert words in proc.stderr

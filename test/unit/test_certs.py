@@ -12,6 +12,9 @@ from cryptography import x509
 
 from corral import certs, errors
 
+# The module shares its certificates: keep its tests on one xdist worker.
+pytestmark = pytest.mark.xdist_group("certs-pki")
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):

@@ -16,6 +16,9 @@ from corral.rpc import procedures, wire
 from corral.rpc.client import RpcClient, RpcResult, static_resolver
 from corral.utils import process
 
+# The module shares one noded: keep its tests on one xdist worker (make check-fast).
+pytestmark = pytest.mark.xdist_group("rpc-noded")
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
