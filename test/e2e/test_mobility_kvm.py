@@ -170,7 +170,9 @@ def test_partitioned_target_keeps_guest_on_source(kvm_vcluster, guest):
         out, err = proc.communicate(timeout=180)
         assert proc.returncode == 1, out + err
         assert "Could not migrate instance %s" % guest in err
-        assert "made no progress" in err
+        # Corral's stall detection, or QEMU's own when the node's TCP gives up
+        # first (mirror disks lower tcp_retries2 in the node's namespace).
+        assert "made no progress" in err or "Connection timed out" in err, err
         assert primary(vk, guest) == src
         assert vk.config_serial(vk.current_master().short) == serial
         first = tick(vk, src, guest, 30)
@@ -181,7 +183,8 @@ def test_partitioned_target_keeps_guest_on_source(kvm_vcluster, guest):
             proc.communicate()
         vcluster_api.heal(vk.base, dst)
         vk.gnt("gnt-cluster", "modify", "-H", "kvm:migration_bandwidth=32")
-    out = vk.gnt("gnt-instance", "migrate", "-f", "--cleanup", guest).stdout
+        # Always: the target may still hold the paused incoming QEMU.
+        out = vk.gnt("gnt-instance", "migrate", "-f", "--cleanup", guest, check=False).stdout
     assert "running on its primary node (%s" % vk.node(src).name in out
     assert qemu_pids(vk, dst, guest) == []
 
