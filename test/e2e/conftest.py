@@ -91,10 +91,9 @@ def vcluster():
         vcluster_api.destroy(base)
 
 
-@pytest.fixture(scope="session")
-def kvm_vcluster():
-    """A 3-node vcluster with the kvm hypervisor (TCG guests, bridge br0 for NICs,
-    ``DIR/shared`` for sharedfile), shared by every kvm end-to-end test."""
+def _kvm_vcluster(prefix: str):
+    """Build a 3-node kvm vcluster (TCG guests, bridge br0 for NICs, ``DIR/shared``
+    for sharedfile), yield it, destroy it whatever happened."""
     import shutil
     if os.geteuid() != 0:
         pytest.skip("vcluster needs root")
@@ -104,9 +103,22 @@ def kvm_vcluster():
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     subprocess.run([os.path.join(repo, "tools", "guest-image")], check=True,
                    stdout=subprocess.DEVNULL, timeout=900)
-    base = tempfile.mkdtemp(prefix="vk", dir="/tmp")
+    base = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     try:
         vcluster_api.create(base, nodes=3, hypervisor="kvm")
         yield VClusterFixture(base)
     finally:
         vcluster_api.destroy(base)
+
+
+@pytest.fixture(scope="session")
+def kvm_vcluster():
+    """The kvm vcluster shared by the kvm end-to-end tests."""
+    yield from _kvm_vcluster("vk")
+
+
+@pytest.fixture(scope="module")
+def own_kvm_vcluster():
+    """A kvm vcluster of the module's own, for scenarios that must not inherit
+    what earlier modules did to the shared one (the mirror tests)."""
+    yield from _kvm_vcluster("vm")

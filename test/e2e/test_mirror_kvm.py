@@ -81,8 +81,8 @@ def stop_and_compare(vk, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def guest(kvm_vcluster):
-    vk = kvm_vcluster
+def guest(own_kvm_vcluster):
+    vk = own_kvm_vcluster
     out = vk.gnt(*ADD, "-t", "mirror", "-n", "node2:node3", NAME).stdout
     assert "copying the disks to the secondary node" in out, out
     try:
@@ -92,8 +92,8 @@ def guest(kvm_vcluster):
         vk.gnt("gnt-instance", "remove", "-f", NAME, check=False)
 
 
-def test_info_and_verify_disks_show_replication(kvm_vcluster, guest):
-    vk = kvm_vcluster
+def test_info_and_verify_disks_show_replication(own_kvm_vcluster, guest):
+    vk = own_kvm_vcluster
     vk.gnt("gnt-instance", "activate-disks", guest)
     info = vk.gnt("gnt-instance", "info", guest).stdout
     assert re.search(r"on primary: \S+ in sync, status ok", info), info
@@ -102,8 +102,8 @@ def test_info_and_verify_disks_show_replication(kvm_vcluster, guest):
     assert "No disks need to be activated." in out, out
 
 
-def test_live_migrate_back_and_forth_while_writing(kvm_vcluster, guest):
-    vk = kvm_vcluster
+def test_live_migrate_back_and_forth_while_writing(own_kvm_vcluster, guest):
+    vk = own_kvm_vcluster
     node = primary(vk, guest)
     start_writer(vk, node, guest)
     first = writes(vk, node, guest)
@@ -121,8 +121,8 @@ def test_live_migrate_back_and_forth_while_writing(kvm_vcluster, guest):
     tick(vk, primary(vk, guest), guest)
 
 
-def test_partitioned_secondary_degrades_then_resyncs(kvm_vcluster, guest):
-    vk = kvm_vcluster
+def test_partitioned_secondary_degrades_then_resyncs(own_kvm_vcluster, guest):
+    vk = own_kvm_vcluster
     node, sec = primary(vk, guest), secondary(vk, guest)
     start_writer(vk, node, guest)
     vcluster_api.partition(vk.base, sec)
@@ -147,8 +147,8 @@ def test_partitioned_secondary_degrades_then_resyncs(kvm_vcluster, guest):
     stop_and_compare(vk, guest)
 
 
-def test_failover_from_killed_primary_keeps_data(kvm_vcluster, guest):
-    vk = kvm_vcluster
+def test_failover_from_killed_primary_keeps_data(own_kvm_vcluster, guest):
+    vk = own_kvm_vcluster
     node, sec = primary(vk, guest), secondary(vk, guest)
     tick(vk, node, guest)
     vk.gnt("gnt-instance", "activate-disks", guest)  # in sync, secondary marked complete
@@ -167,10 +167,10 @@ def test_failover_from_killed_primary_keeps_data(kvm_vcluster, guest):
     stop_and_compare(vk, guest)
 
 
-def test_replace_secondary_elsewhere_then_in_place_while_running(kvm_vcluster, guest):
+def test_replace_secondary_elsewhere_then_in_place_while_running(own_kvm_vcluster, guest):
     """replace-disks -n to the third node, then -s there, with the guest writing; the
     old secondary's image goes; both copies match; the layout is restored after."""
-    vk = kvm_vcluster
+    vk = own_kvm_vcluster
     node, sec = primary(vk, guest), secondary(vk, guest)
     third = next(n.short for n in vk.vc.nodes if n.short not in (node, sec))
     capable = vk.gnt("gnt-node", "list", "--no-headers", "-o", "vm_capable", third).stdout
@@ -201,8 +201,8 @@ def test_replace_secondary_elsewhere_then_in_place_while_running(kvm_vcluster, g
     tick(vk, node, guest)
 
 
-def test_convert_to_file_and_back_while_stopped(kvm_vcluster, guest):
-    vk = kvm_vcluster
+def test_convert_to_file_and_back_while_stopped(own_kvm_vcluster, guest):
+    vk = own_kvm_vcluster
     node, sec = primary(vk, guest), secondary(vk, guest)
     vk.gnt("gnt-instance", "shutdown", "--timeout=60", guest)
     try:
