@@ -22,6 +22,7 @@ from corral.hypervisor import base
 from corral.hypervisor.kvm import qmp, runtime
 
 MIRROR_JOB = "corral-mig-disk%d"
+STOP_MIRROR_TIMEOUT = 30.0  # seconds for the mirror jobs to end
 NBD_PORT_OFFSET = 1
 _WAKE_EVENTS = frozenset(["MIGRATION", "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED",
                           "BLOCK_JOB_ERROR", "BLOCK_JOB_CANCELLED", "JOB_STATUS_CHANGE"])
@@ -196,24 +197,8 @@ class KvmMigrationMixin:
             if not runtime.running_pid(paths, inst.name):
                 return
             with qmp.QmpClient(paths.qmp) as mon:
-                cancelled: set[str] = set()
-                while True:
-                    jobs = [j for j in mon.execute("query-block-jobs") or []
-                            if str(j.get("device", "")).startswith("corral-mig-disk")]
-                    if not jobs:
-                        return
-                    for job in jobs:
-                        name = job["device"]
-                        if job.get("status") == "concluded":
-                            mon.execute("job-dismiss", {"id": name})
-                        elif name not in cancelled:
-                            mon.execute("block-job-cancel", {"device": name, "force": force})
-                            cancelled.add(name)
-                    if all(j.get("status") == "concluded" for j in jobs):
-                        continue
-                    if mon.wait_event(_JOB_EVENTS, 30.0) is None:
-                        raise errors.HypervisorError("Disk mirror jobs of %s do not end" %
-                                                     inst.name)
+                qmp.end_block_jobs(mon, lambda job: job.startswith("corral-mig-disk"),
+                                   force, STOP_MIRROR_TIMEOUT)
 
     def abort_migration(self, inst: base.InstanceSpec) -> None:
         """Source side of the abort path: cancel memory migration and disk mirrors,

@@ -14,7 +14,7 @@ import itertools
 import select
 import socket
 import time
-from typing import Any
+from typing import Any, Callable
 
 from corral import errors, serializer
 
@@ -162,3 +162,37 @@ class QmpClient:
         if not isinstance(msg, dict):
             raise QmpError("Malformed QMP message on %s: %r" % (self.path, msg))
         return msg
+
+
+_JOB_END_EVENTS = frozenset(["BLOCK_JOB_CANCELLED", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_ERROR",
+                             "JOB_STATUS_CHANGE"])
+
+
+def end_block_jobs(mon: QmpClient, wanted: Callable[[str], bool], force: bool,
+                   timeout: float) -> None:
+    """Cancel the block jobs whose id ``wanted`` accepts, dismiss them once
+    concluded, and wait (QMP events) until none is left.  Idempotent.
+
+    A ready mirror completes cleanly with a plain cancel; ``force`` drops a
+    job whatever its state.  QmpError naming the jobs if they do not end
+    within ``timeout`` seconds.
+    """
+    cancelled: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = [j for j in mon.execute("query-block-jobs") or [] if wanted(j.get("device", ""))]
+        if not jobs:
+            return
+        for job in jobs:
+            name = job["device"]
+            if job.get("status") == "concluded":
+                mon.execute("job-dismiss", {"id": name})
+            elif name not in cancelled:
+                mon.execute("block-job-cancel", {"device": name, "force": force})
+                cancelled.add(name)
+        if all(j.get("status") == "concluded" for j in jobs):
+            continue  # dismissed just now; look again
+        left = deadline - time.monotonic()
+        if left <= 0 or mon.wait_event(_JOB_END_EVENTS, left) is None:
+            raise QmpError("Block job(s) %s did not end within %d s" %
+                           (", ".join(sorted(j["device"] for j in jobs)), timeout))

@@ -15,7 +15,6 @@ secondary image) is started again with ``sync=full``: the whole disk.
 """
 
 import logging
-import time
 from typing import Any
 
 from corral import errors
@@ -35,7 +34,6 @@ RESUME_TRIES = 8
 
 SNAPSHOT_TIMEOUT = 2.0  # seconds an instance query waits for QEMU's monitor
 STOP_TIMEOUT = 60.0  # seconds for cancelled jobs to end (in-flight writes drain first)
-_END_EVENTS = frozenset(["BLOCK_JOB_CANCELLED", "BLOCK_JOB_COMPLETED", "JOB_STATUS_CHANGE"])
 
 IN_SYNC, SYNCING, DEGRADED, DISCONNECTED = "in_sync", "syncing", "degraded", "disconnected"
 
@@ -154,26 +152,7 @@ def drop_jobs(mon: qmp.QmpClient, indices: list[int], timeout: float = STOP_TIME
     HypervisorError if a job does not end within ``timeout`` seconds.
     """
     wanted = {REP_JOB % idx for idx in indices}
-    cancelled: set[str] = set()
-    deadline = time.monotonic() + timeout
-    while True:
-        jobs = [j for j in mon.execute("query-block-jobs") or [] if j.get("device") in wanted]
-        if not jobs:
-            break
-        for job in jobs:
-            name = job["device"]
-            if job.get("status") == "concluded":
-                mon.execute("job-dismiss", {"id": name})
-            elif name not in cancelled:
-                mon.execute("block-job-cancel", {"device": name, "force": True})
-                cancelled.add(name)
-        if all(j.get("status") == "concluded" for j in jobs):
-            continue  # dismissed just now; look again
-        left = deadline - time.monotonic()
-        if left <= 0 or mon.wait_event(_END_EVENTS, left) is None:
-            raise errors.HypervisorError("Replication job(s) %s did not end within %d s" %
-                                         (", ".join(sorted(j["device"] for j in jobs)),
-                                          timeout))
+    qmp.end_block_jobs(mon, wanted.__contains__, True, timeout)
     nodes = {n.get("node-name") for n in mon.execute("query-named-block-nodes",
                                                         {"flat": True}) or []}
     for idx in indices:
