@@ -27,8 +27,6 @@ NBD_PORT_OFFSET = 1
 _WAKE_EVENTS = frozenset(["MIGRATION", "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED",
                           "BLOCK_JOB_ERROR", "BLOCK_JOB_CANCELLED", "JOB_STATUS_CHANGE"])
 _FINAL = frozenset(["completed", "failed", "cancelled"])
-_JOB_EVENTS = frozenset(["JOB_STATUS_CHANGE", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED",
-                         "BLOCK_JOB_ERROR"])
 
 
 def _caps(params: dict[str, Any]) -> list[dict[str, Any]]:
