@@ -13,6 +13,7 @@ The client is thread-safe and keeps connections alive between calls
 shutdown.
 """
 
+import errno
 import http.client
 import queue
 import socket
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from corral import certs, errors, pathutils, serializer
-from corral.rpc import procedures, wire
+from corral.rpc import procedures, transport, wire
 from corral.rpc.transport import ConnectionPool, TransportError
 
 NodeResolver = Callable[[str], "tuple[str, int] | None"]
@@ -125,6 +126,9 @@ def describe_transport_error(exc: BaseException, where: str, timeout: float,
     (``exc``: a transport.TransportError, or the exception itself)."""
     connecting = isinstance(exc, TransportError) and exc.connecting
     cause = exc.cause if isinstance(exc, TransportError) else exc
+    if isinstance(cause, TimeoutError) and cause.errno == errno.ETIMEDOUT:
+        return ("No TCP acknowledgement from %s for %d seconds: the node or its network"
+                " is down" % (where, transport.DEAD_PEER_TIMEOUT))
     if isinstance(cause, (socket.timeout, TimeoutError)):
         if connecting:
             return "Timeout connecting to %s" % where

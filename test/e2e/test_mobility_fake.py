@@ -105,8 +105,8 @@ def test_watcher_maintains_the_health_of_an_offline_node(vcluster):
         proc = vc.on(b, "corral-watcher", "--once", "--debug")
         assert "Node health: this node is online" in proc.stderr
         vcluster_api.partition(vc.base, b)
+        offline = True  # also if the command fails after its job was queued
         vc.gnt("gnt-node", "modify", "-O", "yes", "--force", b)
-        offline = True
         vc.gnt("gnt-instance", "failover", "-f", "--ignore-consistency", "-n", a, name)
         vcluster_api.heal(vc.base, b)
         healed = True

@@ -116,3 +116,65 @@ def test_restart_daemon_replies_then_reexecs(node_root):
     assert _util("check").returncode == 0
     assert _util("stop-all").returncode == 0
     assert not process.is_process_alive(pid)
+
+
+_DEAD_PEER_CLIENT = r"""
+import os, sys, time
+from corral.rpc import transport
+from corral.rpc.client import RpcClient, static_resolver
+transport.DEAD_PEER_TIMEOUT = 2
+root, ip, port, ns = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+resolver = static_resolver({"n": (ip, port)})
+with RpcClient(resolver, os.path.join(root, "var/lib/corral/server.pem"),
+               os.path.join(root, "var/lib/corral/cluster-ca.pem")) as rpc:
+    assert not rpc.call_one("version", "n", {}).failed  # leaves a kept-alive connection
+    os.spawnvp(os.P_WAIT, "ip", ["ip", "-n", ns, "link", "set", "vp", "down"])
+    start = time.monotonic()
+    res = rpc.call_one("test_delay", "n", {"duration": 60.0}, timeout=120.0)
+    print("%.1f %s" % (time.monotonic() - start, res.fail_msg))
+"""
+
+
+@pytest.mark.slow
+def test_vanished_node_fails_a_call_in_seconds_not_its_timeout(tmp_path):
+    """A node cut off the network while the master holds a kept-alive connection to it:
+    the call fails once TCP sees no acknowledgement, long before the procedure timeout."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    tag = "dp%d" % os.getpid()
+    near, far = tag + "a", tag + "b"
+    root = str(tmp_path)
+    env = dict(os.environ, CORRAL_ROOT=root)
+    try:
+        for ns in (near, far):
+            process.check_cmd(["ip", "netns", "add", ns])
+            process.check_cmd(["ip", "-n", ns, "link", "set", "lo", "up"])
+        process.check_cmd(["ip", "-n", near, "link", "add", "vn", "type", "veth",
+                           "peer", "name", "vp", "netns", far])
+        for ns, dev, addr in ((near, "vn", "10.251.0.1/24"), (far, "vp", "10.251.0.2/24")):
+            process.check_cmd(["ip", "-n", ns, "addr", "add", addr, "dev", dev])
+            process.check_cmd(["ip", "-n", ns, "link", "set", dev, "up"])
+        os.environ["CORRAL_ROOT"], old = root, os.environ.get("CORRAL_ROOT")
+        try:
+            pathutils.ensure_dirs()
+            certs.generate_cluster_ca(pathutils.cluster_ca_file(), "cluster.example.com")
+            certs.generate_node_cert(pathutils.cluster_ca_file(), pathutils.node_cert_file(),
+                                     "node1.example.com")
+        finally:
+            os.environ.pop("CORRAL_ROOT") if old is None else os.environ.update(CORRAL_ROOT=old)
+        port = 1811
+        subprocess.run(["ip", "netns", "exec", far, sys.executable, "-m", "corral.server.noded",
+                        "-b", "10.251.0.2", "-p", str(port)], env=env, check=True, timeout=60)
+        proc = subprocess.run(["ip", "netns", "exec", near, sys.executable, "-c",
+                               _DEAD_PEER_CLIENT, root, "10.251.0.2", str(port), far],
+                              env=env, capture_output=True, text=True, timeout=100)
+        assert proc.returncode == 0, proc.stderr
+        seconds, message = proc.stdout.split(" ", 1)
+        assert "No TCP acknowledgement from node n (10.251.0.2:1811) for 2 seconds" in message
+        assert float(seconds) < 30
+    finally:
+        pid = process.read_pid_file(os.path.join(root, "var/run/corral/noded.pid"))
+        if pid:
+            process.kill_and_wait(pid, timeout=20)
+        for ns in (near, far):
+            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
