@@ -319,13 +319,8 @@ def query(ctx: Any, what: str, fields: list[str], names: list[str],
     return {"fields": field_defs(what, fields), "data": rows}
 
 
-class RawJSON:
-    """A result already encoded as JSON text; masterd sends it as is (no re-encoding)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
+# A result already encoded as JSON text; masterd sends it as is (no re-encoding).
+RawJSON = serializer.RawJSON
 
 
 DictsEncoder = Callable[[Any, list[str], list[str]], str]

@@ -9,6 +9,16 @@ import json
 from typing import Any
 
 
+class RawJSON:
+    """A value already encoded as JSON text, for answers that are sent as they are
+    (never re-encoded) by whoever produces the reply; ``dumps`` refuses it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 def dumps(data: Any, pretty: bool = False) -> str:
     if pretty:
         return json.dumps(data, indent=2, sort_keys=True) + "\n"

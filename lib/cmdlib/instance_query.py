@@ -51,22 +51,20 @@ class InstanceQueryData:
             return
         results = self.rpc.call("all_instances_info", targets,
                                 {"hypervisors": list(self.cluster.enabled_hypervisors)})
-        running_on: dict[str, str] = {}
+        live = self.live
         for name, res in results.items():
+            node = by_name.get(name, name)
             if res.failed or not isinstance(res.data, dict):
-                self.bad_nodes.add(by_name.get(name, name))
+                self.bad_nodes.add(node)
                 continue
             for inst_name, info in res.data.items():
-                running_on.setdefault(inst_name, by_name.get(name, name))
-                if inst_name not in self.live:
-                    self.live[inst_name] = dict(info, node=by_name.get(name, name))
+                if inst_name not in live:  # running on two nodes: the first one counts
+                    live[inst_name] = dict(info, node=node)
         for inst in instances:
-            info = self.live.get(inst.name)
+            info = live.get(inst.name)
             if info is not None and info["node"] != inst.primary_node:
                 self.wrongnode.add(inst.name)
-                del self.live[inst.name]
-            elif info is None and inst.name in running_on:
-                self.wrongnode.add(inst.name)
+                del live[inst.name]
 
     def _fetch_consoles(self, instances: list[objects.Instance]) -> None:
         from corral.cmdlib.instance_ops import console_info
@@ -377,14 +375,23 @@ query.register_resource("instance", INSTANCE_GETTERS, prepare_instances)
 # config commit bumps its serial_no), a node it uses is renamed, or the cluster
 # parameters it inherits change.  Group names are not in the key, so fields
 # reading groups are computed every time, like the live ones.
+#
+# A cached row is a template: the text around its runs of live fields, e.g.
+# ('{"name":"a",...,"hvparams":{...},', ',"custom_hvparams":{...},...}') for
+# RAPI's field list, whose four live fields are adjacent.  Filling it takes one
+# concatenation per instance once the nodes have answered.
 
 _GROUP_FIELDS = frozenset(["pnode.group", "pnode.group.uuid", "snodes.group",
                            "snodes.group.uuid"])
 _NO_VALUE = (query.NoData, query.Offline, query.Unavail)
 _MAX_FIELD_LISTS = 8  # cached field lists per config (RAPI uses one or two)
-# config writer -> {field list: (cluster fingerprint, {instance uuid: (key, fragments)})}
+# config writer -> {field list: (cluster fingerprint, {instance uuid: (key, template),
+#                                                      _WHOLE: (serial, uuids, templates)})}
 _ROW_CACHES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 _ROW_CACHES_LOCK = threading.Lock()
+_WHOLE = "*"  # key (never an instance uuid) of the last whole list of templates
+
+Run = tuple[bool, list[tuple[str, "Getter | None"]]]
 
 
 def _cluster_fingerprint(cluster: objects.Cluster) -> str:
@@ -417,14 +424,20 @@ def _value(getter: Getter | None, d: InstanceQueryData, inst: objects.Instance) 
         return None
 
 
-def _plan(fields: list[str]) -> list[tuple[bool, list[tuple[str, Getter | None]]]]:
-    """Fields in order as runs of (cached?, [(field, getter)]); a live run has one field."""
-    runs: list[tuple[bool, list[tuple[str, Getter | None]]]] = []
+def _no_getter(d: InstanceQueryData, inst: objects.Instance) -> None:
+    """An unknown field's value."""
+    return None
+
+
+def _plan(fields: list[str]) -> list[Run]:
+    """Fields in order as runs of (cached?, [(field, getter)]): adjacent fields that
+    are both cached, or both computed per request, share a run."""
+    runs: list[Run] = []
     for name in fields:
         getter = query.lookup_getter(INSTANCE_GETTERS, name)
         cached = not getattr(getter, "live", False) and \
             qf.resolve_alias(qf.RESOURCE_INSTANCE, name) not in _GROUP_FIELDS
-        if cached and runs and runs[-1][0]:
+        if runs and runs[-1][0] == cached:
             runs[-1][1].append((name, getter))
         else:
             runs.append((cached, [(name, getter)]))
@@ -442,25 +455,80 @@ def _row_cache(cfg: Any, fields: tuple[str, ...], fingerprint: str) -> dict:
         return entry[1]
 
 
-def _cached_parts(d: InstanceQueryData, instances: list[objects.Instance], runs: list,
-                  rows: dict, prune: bool) -> list[list[str | None]]:
-    """Per instance, the JSON of each cached run (None for live runs), from the cache
-    when the instance, its nodes' names and the cluster parameters are unchanged."""
+def _template(d: InstanceQueryData, inst: objects.Instance, runs: list[Run]
+              ) -> tuple[str, ...]:
+    """The row's text split around its uncached runs (one more piece than those runs)."""
+    pieces: list[str] = []
+    text = "{"
+    for i, (cached, run) in enumerate(runs):
+        if i:
+            text += ","
+        if cached:
+            text += serializer.dumps({name: _value(g, d, inst) for name, g in run})[1:-1]
+        else:
+            pieces.append(text)
+            text = ""
+    pieces.append(text + "}")
+    return tuple(pieces)
+
+
+def _templates(d: InstanceQueryData, instances: list[objects.Instance], runs: list[Run],
+               rows: dict, prune: bool) -> list[tuple[str, ...]]:
+    """Per instance, its row template, from the cache when the instance, its nodes'
+    names and the cluster parameters are unchanged.
+
+    The whole list is kept too, for the same config serial number (every
+    commit bumps it) and the same instances: then nothing is looked at.
+    """
+    serial = getattr(d.cfg, "serial_no", None)
+    whole = rows.get(_WHOLE)
+    uuids = [inst.uuid for inst in instances]
+    if serial is not None and whole is not None and whole[0] == serial and whole[1] == uuids:
+        return whole[2]
     out = []
     for inst in instances:
         key = (inst.serial_no, d.node_name(inst.primary_node),
                tuple(d.node_name(n) for n in inst.secondary_nodes))
         entry = rows.get(inst.uuid)
         if entry is None or entry[0] != key:
-            fragments = [serializer.dumps({name: _value(g, d, inst) for name, g in run})[1:-1]
-                         if cached else None for cached, run in runs]
-            entry = rows[inst.uuid] = (key, fragments)
+            entry = rows[inst.uuid] = (key, _template(d, inst, runs))
         out.append(entry[1])
     if prune:
-        alive = {inst.uuid for inst in instances}
+        alive = set(uuids)
+        alive.add(_WHOLE)
         for uuid in [u for u in list(rows) if u not in alive]:
             rows.pop(uuid, None)
+    if serial is not None:
+        rows[_WHOLE] = (serial, uuids, out)
     return out
+
+
+def _run_filler(d: InstanceQueryData, run: list[tuple[str, Getter | None]]
+                ) -> Callable[[objects.Instance], str]:
+    """The JSON text of an uncached run for one instance (keys and values, no braces).
+
+    Most instances share their live values (running, same memory...), so the
+    text is made once per distinct value tuple of this request; the values'
+    types are part of the key, as ``True == 1`` but their JSON differs.
+    """
+    keys = [_encode_str(name) + ":" for name, _g in run]
+    getters = [g if g is not None else _no_getter for _n, g in run]
+    memo: dict[tuple, str] = {}
+
+    def fill(inst: objects.Instance) -> str:
+        try:
+            values = tuple([g(d, inst) for g in getters])
+        except _NO_VALUE:
+            values = tuple([_value(g, d, inst) for g in getters])
+        key = (values, tuple(map(type, values)))
+        try:
+            return memo[key]
+        except KeyError:
+            text = memo[key] = ",".join([k + _encode(v) for k, v in zip(keys, values)])
+        except TypeError:  # unhashable values (lists, dicts)
+            text = ",".join([k + _encode(v) for k, v in zip(keys, values)])
+        return text
+    return fill
 
 
 def _fetch(d: InstanceQueryData, instances: list[objects.Instance], live: bool,
@@ -490,21 +558,24 @@ def dicts_json(ctx: Any, fields: list[str], names: list[str]) -> str:
         if live or console else None
     try:
         rows = _row_cache(ctx.cfg, tuple(fields), _cluster_fingerprint(d.cluster))
-        cached = _cached_parts(d, instances, runs, rows, not names)
+        templates = _templates(d, instances, runs, rows, not names)
     finally:
         if fetching is not None:
             fetching.result()
-    keys = [_encode_str(run[0][0]) + ":" for _c, run in runs]
-    out = []
-    for inst, fragments in zip(instances, cached):
-        parts = []
-        for i, (is_cached, run) in enumerate(runs):
-            if is_cached:
-                if fragments[i]:
-                    parts.append(fragments[i])
-            else:
-                parts.append(keys[i] + _encode(_value(run[0][1], d, inst)))
-        out.append("{" + ",".join(parts) + "}")
+    fillers = [_run_filler(d, run) for cached, run in runs if not cached]
+    if not fillers:
+        out = [t[0] for t in templates]
+    elif len(fillers) == 1:
+        fill = fillers[0]
+        out = [t[0] + fill(inst) + t[1] for inst, t in zip(instances, templates)]
+    else:
+        out = []
+        for inst, t in zip(instances, templates):
+            parts = [t[0]]
+            for fill, piece in zip(fillers, t[1:]):
+                parts.append(fill(inst))
+                parts.append(piece)
+            out.append("".join(parts))
     return "[" + ",".join(out) + "]"
 
 

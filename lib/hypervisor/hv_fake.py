@@ -6,6 +6,8 @@ machine), one ``<name>.json`` per running instance.  Node memory is the real
 /proc/meminfo total unless ``.node.json`` in that directory overrides
 ``memory_total``/``memory_dom0``/``cpu_total``; running instances' ``maxmem``
 is subtracted from the free memory, so allocation behaves as on a real node.
+Queries read the records through an in-memory index that inotify keeps in
+step with the directory (fake_index.py), so a query does not touch 1000 files.
 
 Migration is node-local on each side: ``accept_instance`` writes the record
 on the target, ``migrate_instance`` moves the source record aside (kept until
@@ -15,21 +17,70 @@ on the target, ``migrate_instance`` moves the source record aside (kept until
 import os
 import re
 import time
+from json.encoder import encode_basestring_ascii as _encode_str  # type: ignore[attr-defined]
 from typing import Any
 
 from corral import errors, pathutils, serializer
-from corral.hypervisor import base
+from corral.hypervisor import base, fake_index
 from corral.hypervisor import hvparams as hvp
 from corral.utils import io
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DEFAULT_DOM0_MIB = 512
+# Coarser than any file system's timestamp granularity we run on (see _load).
+_RACY_NS = 2 * 10**9
 
 
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise errors.HypervisorError("Invalid instance name %r" % (name,))
     return name
+
+
+class _Cached:
+    """One parsed record version; its query answers are computed once, except ``time``."""
+
+    __slots__ = ("key", "record", "_static", "_text")
+
+    def __init__(self, key: tuple[int, int, int], record: dict[str, Any]) -> None:
+        self.key = key
+        self.record = record
+        self._static: tuple[dict[str, Any], float | None] | None = None
+        self._text: tuple[str, str, str] | None = None  # (extra, head, tail)
+
+    def _constant(self, name: str) -> tuple[dict[str, Any], float | None]:
+        if self._static is None:
+            record = self.record
+            beparams = record["spec"].get("beparams") or {}
+            maxmem = beparams.get("maxmem", hvp.BE_PARAMS["maxmem"].default)
+            self._static = ({"name": name, "state": record.get("state", base.STATE_RUNNING),
+                             "memory": int(record.get("memory", maxmem)),
+                             "vcpus": int(beparams.get("vcpus",
+                                                       hvp.BE_PARAMS["vcpus"].default))},
+                            record.get("start_time"))
+        return self._static
+
+    def info(self, name: str, now: float) -> dict[str, Any]:
+        """What get_instance_info answers (a new dict; ``time`` = seconds running)."""
+        static, start = self._constant(name)
+        out = dict(static)
+        out["time"] = _uptime(start, now)
+        return out
+
+    def json(self, name: str, now: float, extra: str) -> str:
+        """``"<name>":<info + extra>`` as serializer.dumps writes it; ``extra`` is the
+        JSON text of a dict of keys to add after ``time``."""
+        static, start = self._constant(name)
+        text = self._text
+        if text is None or text[0] != extra:
+            head = "%s:%s,\"time\":" % (_encode_str(name), serializer.dumps(static)[:-1])
+            tail = ("," + extra[1:-1] if extra != "{}" else "") + "}"
+            text = self._text = (extra, head, tail)
+        return text[1] + repr(_uptime(start, now)) + text[2]
+
+
+def _uptime(start: float | None, now: float) -> float:
+    return round(now - start, 1) if start is not None else 0.0
 
 
 class FakeHypervisor(base.BaseHypervisor):
@@ -44,7 +95,8 @@ class FakeHypervisor(base.BaseHypervisor):
 
     def __init__(self) -> None:
         super().__init__()
-        self._cache: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+        self._cache: dict[str, _Cached] = {}
+        self._index: fake_index.RecordIndex[_Cached] = fake_index.RecordIndex(self._load)
 
     # --- paths -------------------------------------------------------------
     @staticmethod
@@ -57,26 +109,39 @@ class FakeHypervisor(base.BaseHypervisor):
     def _stash_path(self, name: str) -> str:
         return os.path.join(self._dir(), "migrated", _check_name(name) + ".json")
 
-    def _read(self, path: str) -> dict[str, Any] | None:
-        """The record at ``path``, parsed once per file version (queries read all of them).
+    def _load(self, path: str) -> "_Cached | None":
+        """The cache entry of the record at ``path`` (None: no record), parsed once per
+        file version.
 
-        Callers get their own (shallow) copy: they may change its top-level keys
-        and write it back, which makes a new version.
+        The files stay the truth: every call stats the file, and a new inode,
+        mtime or size (every write replaces the file) means a new read.  A
+        record changed less than ``_RACY_NS`` ago is not kept, since a second
+        change within the same file-system timestamp tick could keep all three.
         """
         try:
             st = os.stat(path)
             key = (st.st_ino, st.st_mtime_ns, st.st_size)
             cached = self._cache.get(path)
-            if cached is not None and cached[0] == key:
-                return dict(cached[1])
+            if cached is not None and cached.key == key:
+                return cached
             record = serializer.loads(io.read_file(path))
         except FileNotFoundError:
             self._cache.pop(path, None)
             return None
         except (ValueError, OSError) as err:
             raise errors.HypervisorError("Corrupt fake record %s: %s" % (path, err))
-        self._cache[path] = (key, record)
-        return dict(record)
+        entry = _Cached(key, record)
+        if time.time_ns() - st.st_mtime_ns > _RACY_NS:
+            self._cache[path] = entry
+        else:
+            self._cache.pop(path, None)
+        return entry
+
+    def _read(self, path: str) -> dict[str, Any] | None:
+        """The record at ``path``, or None.  Callers get their own (shallow) copy: they
+        may change its top-level keys and write it back, which makes a new version."""
+        entry = self._load(path)
+        return dict(entry.record) if entry is not None else None
 
     def _write(self, path: str, record: dict[str, Any]) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -135,29 +200,24 @@ class FakeHypervisor(base.BaseHypervisor):
         return sorted(e[:-5] for e in entries if e.endswith(".json") and not e.startswith("."))
 
     def get_instance_info(self, name: str) -> dict[str, Any] | None:
-        return self._info(name, self._read(self._record_path(name)), time.time())
+        entry = self._load(self._record_path(name))
+        return entry.info(name, time.time()) if entry is not None else None
 
     def get_all_instances_info(self) -> dict[str, dict[str, Any]]:
-        """All records in one pass over the directory (queries and node memory use it)."""
-        directory = self._dir()
+        """All running instances (queries and node memory use it), from the record
+        index: no file is read unless it changed (fake_index)."""
         now = time.time()
-        out = {}
-        for name in self.list_instances():
-            info = self._info(name, self._read(os.path.join(directory, name + ".json")), now)
-            if info is not None:
-                out[name] = info
-        return out
+        return {name: entry.info(name, now)
+                for name, entry in self._index.records(self._dir())}
 
-    @staticmethod
-    def _info(name: str, record: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
-        if record is None:
-            return None
-        beparams = record["spec"].get("beparams") or {}
-        maxmem = beparams.get("maxmem", hvp.BE_PARAMS["maxmem"].default)
-        return {"name": name, "state": record.get("state", base.STATE_RUNNING),
-                "memory": int(record.get("memory", maxmem)),
-                "vcpus": int(beparams.get("vcpus", hvp.BE_PARAMS["vcpus"].default)),
-                "time": round(now - record.get("start_time", now), 1)}
+    def get_all_instances_info_json(self, extra: dict[str, Any]) -> str:
+        """get_all_instances_info() with ``extra`` added to every info, as the JSON
+        text serializer.dumps would make of it (pre-encoded per record version;
+        node daemons send it as is)."""
+        now = time.time()
+        extra_text = serializer.dumps(extra)
+        return "{" + ",".join([entry.json(name, now, extra_text) for name, entry
+                               in self._index.records(self._dir())]) + "}"
 
     def get_node_info(self) -> dict[str, Any]:
         info = base.host_node_info("fake-1.0")

@@ -30,7 +30,10 @@ def failure_payload(err: BaseException) -> Any:
 
 
 def encode_reply(ok: bool, payload: Any) -> bytes:
-    """The reply body; a result that is not JSON-serialisable becomes a failure."""
+    """The reply body; a result that is not JSON-serialisable becomes a failure.
+    A serializer.RawJSON result is sent as it is (the backend encoded it)."""
+    if ok and isinstance(payload, serializer.RawJSON):
+        return b"[true,%s]" % payload.text.encode("utf-8")
     try:
         return serializer.dumps([ok, payload]).encode("utf-8")
     except (TypeError, ValueError) as err:

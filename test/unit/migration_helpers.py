@@ -14,7 +14,7 @@ import os
 import threading
 
 from corral import certs, config, constants, errors, objects
-from corral.rpc import procedures
+from corral.rpc import procedures, wire
 from corral.rpc.client import RpcResult
 
 NODES = ("node1.example", "node2.example", "node3.example")
@@ -63,7 +63,8 @@ class NodesRpc:
                     data = hook(node, func, **self._args(node, args))
                 else:
                     data = func(**self._args(node, args))
-                out[node] = RpcResult(node, data=json.loads(json.dumps(data)))
+                _ok, data, _msg, _cls = wire.decode_reply(200, wire.encode_reply(True, data))
+                out[node] = RpcResult(node, data=data)
             except errors.GenericError as err:
                 out[node] = RpcResult(node, fail_msg=str(err.args[0] if err.args else err),
                                       error_class=type(err).__name__)

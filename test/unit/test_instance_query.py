@@ -211,3 +211,68 @@ def test_replication_fields_from_live_data():
     ctx, insts = _setup({"n1.x": {"run": info}, "n2.x": None})
     row = query.query(ctx, "instance", ["disk.sync", "is_degraded"], ["run"])["data"][0]
     assert [c[1] for c in row] == [["in_sync"], False]
+
+
+# spec/rapi.md §5 "Instances (I_FIELDS)", in the spec's order.
+_SPEC_I_FIELDS = (
+    "name admin_state os pnode snodes disk_template nic.ips nic.macs nic.modes nic.uuids "
+    "nic.names nic.links nic.networks nic.networks.names nic.bridges network_port disk.sizes "
+    "disk.spindles disk_usage disk.uuids disk.names beparams hvparams oper_state oper_ram "
+    "oper_vcpus status custom_hvparams custom_beparams custom_nicparams custom_osparams "
+    "ctime mtime uuid serial_no tags").split()
+
+
+def test_bulk_rows_have_the_spec_fields_and_live_values_are_never_stale():
+    """The RAPI bulk shape (exact keys, in order), and a config whose serial number does
+    not move still shows each query's live data: an instance stopped (by another job,
+    or behind our back) is stopped in the next answer."""
+    assert I_FIELDS == _SPEC_I_FIELDS
+    ctx, insts = _setup({"n1.x": {"run": _INFO, "errup": _INFO}}, offline=("n3",))
+    ctx.cfg.serial_no = 7
+    fast, generic = _both(ctx, I_FIELDS)
+    assert fast == generic
+    rows = {r["name"]: r for r in json.loads(fast)}
+    for row in rows.values():
+        assert list(row) == _SPEC_I_FIELDS
+        assert row["beparams"]["memory"] == row["beparams"]["maxmem"]
+    assert (rows["run"]["oper_state"], rows["run"]["oper_ram"], rows["run"]["oper_vcpus"],
+            rows["run"]["status"]) == (True, 256, 2, "running")
+    ctx.rpc.answers["n1.x"] = {"errup": _INFO}  # "run" stopped: same config serial
+    fast, generic = _both(ctx, I_FIELDS)
+    assert fast == generic
+    run = [r for r in json.loads(fast) if r["name"] == "run"][0]
+    assert (run["oper_state"], run["oper_ram"], run["status"]) == (False, None, "ERROR_down")
+    ctx.rpc.answers["n1.x"] = None  # the node stopped answering
+    fast, generic = _both(ctx, I_FIELDS)
+    assert fast == generic and '"status":"ERROR_nodedown"' in fast
+
+
+def test_bulk_templates_follow_the_config_serial():
+    ctx, insts = _setup({"n1.x": {"run": _INFO}})
+    ctx.cfg.serial_no = 1
+    run = [i for i in insts if i.name == "run"][0]
+    assert _both(ctx)[0] == _both(ctx)[1]
+    run.os = "debian"
+    run.serial_no += 1
+    ctx.cfg.serial_no += 1  # a commit
+    fast, generic = _both(ctx)
+    assert fast == generic and '"os":"debian"' in fast
+    new = objects.Instance(uuid="u-new", name="new", primary_node="n1", hypervisor="fake",
+                           admin_state="down", os="busybox")
+    ctx.cfg.instances[new.uuid] = new
+    ctx.cfg.serial_no += 1
+    fast, generic = _both(ctx)
+    assert fast == generic and '"name":"new"' in fast
+    assert _both(ctx, _FIELDS, ["new", "run"])[0] == _both(ctx, _FIELDS, ["new", "run"])[1]
+    assert _both(ctx, ["oper_ram", "name", "status"])[0] == \
+        _both(ctx, ["oper_ram", "name", "status"])[1]
+
+
+def test_live_text_memo_tells_equal_values_of_other_types_apart():
+    ctx, insts = _setup({})
+    d = iq.InstanceQueryData(ctx, insts, False)
+    values = {"run": True, "errdown": 1, "admindown": 1.0, "errup": [1], "offl": None}
+    fill = iq._run_filler(d, [("x", lambda d, i: values[i.name])])
+    texts = {i.name: fill(i) for i in insts if i.name in values}
+    assert texts == {"run": '"x":true', "errdown": '"x":1', "admindown": '"x":1.0',
+                     "errup": '"x":[1]', "offl": '"x":null'}

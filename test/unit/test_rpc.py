@@ -306,6 +306,30 @@ def test_node_verify(client):
     assert abs(result.data["time"] - time.time()) < 60 and result.data["hostname"]
 
 
+def test_all_instances_info_follows_the_records(client, node):
+    """The node daemon's pre-encoded answer, and no stale state: an instance stopped
+    behind the daemon's back is gone from the very next answer."""
+    from corral.hypervisor import InstanceSpec, get_hypervisor, hvparams
+    fake = get_hypervisor("fake")
+    spec = InstanceSpec("rpcinst1", "uuid-rpcinst1", hvparams.fill_hvparams("fake", {}),
+                        hvparams.fill_beparams({}, {"maxmem": 192, "vcpus": 3}),
+                        hypervisor="fake")
+    fake.start_instance(spec, [])
+    try:
+        args = {"hypervisors": ["fake"]}
+        result = client.call_one("all_instances_info", "node1", args)
+        result.raise_if_failed()
+        info = result.data["rpcinst1"]
+        assert (info["memory"], info["vcpus"], info["state"], info["hypervisor"]) == \
+            (192, 3, "running", "fake") and info["time"] >= 0
+        fake.balloon_instance_memory(spec, 128)
+        assert client.call_one("all_instances_info", "node1", args).data[
+            "rpcinst1"]["memory"] == 128
+    finally:
+        fake.cleanup_instance("rpcinst1")
+    assert "rpcinst1" not in client.call_one("all_instances_info", "node1", args).data
+
+
 def test_raw_protocol_errors(node):
     root, port = node
     ctx = certs.client_ssl_context(os.path.join(root, "var/lib/corral/server.pem"),
