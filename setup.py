@@ -22,6 +22,7 @@ setup(
         "pyOpenSSL>=24",
         "paramiko>=3.4",
         "libvirt-python>=9.0",
+        "inotify_simple>=1.3",
     ],
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5"]},
 )

@@ -8,7 +8,6 @@ stopped by SIGTERM, a wait on a pidfd, then SIGKILL.  Readiness is an event
 parent exiting after --daemonize), never a timer.
 """
 
-import ctypes
 import json
 import logging
 import os
@@ -20,6 +19,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from inotify_simple import INotify, flags
 
 from corral.storage import base
 from corral.utils import io, process
@@ -161,30 +162,18 @@ def _log_tail(path: str, offset: int, lines: int = 8) -> str:
     return " | ".join(text.strip().splitlines()[-lines:])
 
 
-class _FileWatch:
-    """inotify on one file: a descriptor that becomes readable when the file is written."""
-
-    _IN_MODIFY = 0x2
-
-    def __init__(self, path: str) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if self.fd < 0:
-            base.raise_bdev("inotify_init1 failed: %s", os.strerror(ctypes.get_errno()))
-        if libc.inotify_add_watch(self.fd, os.fsencode(path), self._IN_MODIFY) < 0:
-            err = ctypes.get_errno()
-            os.close(self.fd)
-            base.raise_bdev("Cannot watch %s: %s", path, os.strerror(err))
-
-    def drain(self) -> None:
-        try:
-            while os.read(self.fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        os.close(self.fd)
+def _watch_file(path: str) -> INotify:
+    """An inotify descriptor that becomes readable when ``path`` is written."""
+    try:
+        watch = INotify(nonblocking=True)
+    except OSError as err:
+        base.raise_bdev("Cannot create an inotify instance: %s", err)
+    try:
+        watch.add_watch(path, flags.MODIFY)
+    except OSError as err:
+        watch.close()
+        base.raise_bdev("Cannot watch %s: %s", path, err)
+    return watch
 
 
 def spawn_socat(argv: list[str], proc: Proc, timeout: float = START_TIMEOUT) -> int:
@@ -193,7 +182,7 @@ def spawn_socat(argv: list[str], proc: Proc, timeout: float = START_TIMEOUT) -> 
     timer.  On failure nothing is left running and the log's words are in the error."""
     log_fd = _open_log(proc.log_file)
     offset = os.fstat(log_fd).st_size
-    watch = _FileWatch(proc.log_file)
+    watch = _watch_file(proc.log_file)
     try:
         with open(os.devnull, "rb") as null:
             pid = os.posix_spawnp(argv[0], argv, dict(os.environ), setsid=True, file_actions=[
@@ -217,7 +206,7 @@ def spawn_socat(argv: list[str], proc: Proc, timeout: float = START_TIMEOUT) -> 
     return pid
 
 
-def _wait_listening(pid: int, proc: Proc, offset: int, watch: _FileWatch,
+def _wait_listening(pid: int, proc: Proc, offset: int, watch: INotify,
                     timeout: float) -> None:
     ready = ("socat[%d] N listening on" % pid).encode()
     pidfd = os.pidfd_open(pid)
@@ -234,13 +223,13 @@ def _wait_listening(pid: int, proc: Proc, offset: int, watch: _FileWatch,
                 if left <= 0:
                     base.raise_bdev("Mirror %s (socat) did not start listening within %.0f s: %s",
                                     proc.name, timeout, _log_tail(proc.log_file, offset))
-                readable, _, _ = select.select([watch.fd, pidfd], [], [], left)
+                readable, _, _ = select.select([watch.fileno(), pidfd], [], [], left)
                 if pidfd in readable:
                     seen += log.read()
                     if ready not in seen:
                         base.raise_bdev("Mirror %s (socat) exited at start: %s", proc.name,
                                         _log_tail(proc.log_file, offset))
-                watch.drain()
+                watch.read(timeout=0)
     finally:
         os.close(pidfd)
 
