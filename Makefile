@@ -52,7 +52,7 @@ demo: deps
 
 check: deps
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH CORRAL_GUEST_CACHE=$(GUEST_CACHE) \
-	  $(VPY) -m pytest -q test $(PYTEST_ARGS)
+	  $(VPY) -m pytest -q --durations=20 test $(PYTEST_ARGS)
 
 check-fast: deps
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH CORRAL_GUEST_CACHE=$(GUEST_CACHE) \
