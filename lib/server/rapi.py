@@ -102,7 +102,6 @@ def _prepare(ctx: daemon.DaemonContext) -> _State:
                                                    opts.ssl_key, opts.ssl_chain)
     bind = interface_address(opts.interface) if opts.interface else opts.bind
     port = opts.port if opts.port is not None else default_port()
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per masterd call is noise
     users = UsersFile()
     users.users()
     signal.signal(signal.SIGHUP, lambda *_: users.reload())
