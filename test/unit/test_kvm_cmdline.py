@@ -92,6 +92,26 @@ def test_accel_choice(flag: str, usable: bool, expected: str) -> None:
     assert cmdline.accel({"kvm_flag": flag}, facts) == expected
 
 
+@pytest.mark.parametrize("hv,usable,expected", [
+    ({"kvm_flag": "disabled"}, True, "131080k"),     # TCG: 128 MiB + 8 KiB
+    ({"kvm_flag": ""}, False, "131080k"),            # TCG because /dev/kvm is unusable
+    ({"kvm_flag": "enabled"}, False, "128"),         # KVM keeps the plain MiB value
+    ({"kvm_flag": ""}, True, "128"),
+    ({"kvm_flag": "disabled", "mem_path": "/dev/hugepages"}, False, "128")])
+def test_memory_arg_pads_tcg_only(hv: dict, usable: bool, expected: str) -> None:
+    # The pad keeps QEMU < 9.0 off its TCG-unsafe dirty-bitmap fast path
+    # (guest RAM corrupted by live migration): see cmdline.memory_arg.
+    facts = kp.QemuFacts("/usr/bin/kvm", (7, 2, 22), "", kvm_usable=usable)
+    assert cmdline.memory_arg(128, hv, facts) == expected
+
+
+def test_tcg_ram_size_is_not_a_multiple_of_64_pages() -> None:
+    inst, disks, _ = make_case({"hv": BOOT, "be": {"maxmem": 1024}})
+    argv = cmdline.build_argv(inst, disks, FACTS, PATHS, [])
+    size = int(argv[argv.index("-m") + 1].rstrip("k")) * 1024
+    assert size % 8192 == 0 and size % (64 * 4096) != 0 and size > 1024 << 20
+
+
 def test_kernel_cmdline_serial_console() -> None:
     hv = hvparams.fill_hvparams("kvm", {}, None, {"serial_speed": 115200,
                                                    "kernel_args": "ro quiet"})
