@@ -7,6 +7,9 @@ from typing import Any
 from corral import errors
 from corral.utils import process
 
+# Extra guest RAM of QEMU guests under TCG (see tcg_ram_kib); -m is rounded to 8 KiB.
+TCG_RAM_PAD_KIB = 8
+
 _locks: dict[tuple[str, str], threading.RLock] = {}
 _locks_guard = threading.Lock()
 
@@ -15,6 +18,25 @@ def instance_lock(hv_name: str, name: str) -> threading.RLock:
     """The lock serializing this process's operations on one instance of one driver."""
     with _locks_guard:
         return _locks.setdefault((hv_name, name), threading.RLock())
+
+
+def tcg_ram_kib(memory_mib: int) -> int:
+    """The RAM in KiB to give a QEMU guest running under TCG: ``memory_mib`` plus
+    TCG_RAM_PAD_KIB.
+
+    QEMU before 9.0 syncs the migration dirty bitmap of a RAM block whose size
+    is a multiple of 64 pages (256 KiB) a word at a time, and that path,
+    unlike the page-by-page one, does not re-arm TCG's "notdirty" TLB entries:
+    guest stores through entries filled before the sync mark nothing dirty,
+    the page is never resent, and the guest wakes up on the target with stale
+    memory (kernel oopses, dead processes; fixed upstream by "physmem: Fix
+    migration dirty bitmap coherency with TCG memory access").  A size off
+    that alignment takes the correct path: measured here, 9 crashes in 26
+    migrations at 128 MiB, none in 160 at 128 MiB + 8 KiB.  Applied whatever
+    the QEMU version, so both ends of a migration build the same RAM size.
+    KVM tracks dirty pages itself and needs no pad.
+    """
+    return memory_mib * 1024 + TCG_RAM_PAD_KIB
 
 
 def check_name(name: str) -> str:

@@ -67,7 +67,9 @@ def test_direct_kernel_contents() -> None:
     root = ET.fromstring(generate(*CASES["direct_kernel_tcg"]))
     assert root.get("type") == "qemu"
     assert root.findtext("os/cmdline") == "root=/dev/vda ro console=ttyS0,38400"
-    assert root.find("memory").text == "128" and root.find("memory").get("unit") == "MiB"
+    # 128 MiB + 8 KiB under TCG (hypervisor.common.tcg_ram_kib); KVM keeps MiB
+    assert root.find("memory").text == "131080" and root.find("memory").get("unit") == "KiB"
+    assert root.find("currentMemory").text == "131080"
     serial = root.find("devices/serial")
     assert serial.get("type") == "unix"
     assert serial.find("source").attrib == {"mode": "bind", "path": PATHS.serial_socket}

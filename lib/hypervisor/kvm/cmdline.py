@@ -8,6 +8,7 @@ test/data/kvm/ pin its output.  Execution lives in :mod:`.runtime`.
 import shlex
 
 from corral import errors
+from corral.hypervisor import common
 from corral.hypervisor.base import DiskSpec, InstanceSpec, NicSpec
 from corral.hypervisor.kvm import params as kp
 
@@ -34,25 +35,12 @@ def kernel_cmdline(hvp: dict) -> str:
 
 
 def memory_arg(memory: int, hvp: dict, facts: kp.QemuFacts) -> str:
-    """The ``-m`` value: ``memory`` MiB, plus TCG_RAM_PAD_KIB under TCG.
-
-    Why the pad: QEMU 7.2 syncs the migration dirty bitmap of a RAM block
-    whose size is a multiple of 64 pages (256 KiB) a word at a time, and
-    that path, unlike the page-by-page one, does not re-arm TCG's
-    "notdirty" TLB entries.  Guest stores through entries filled before the
-    sync then mark nothing dirty, the page is never resent, and the guest
-    wakes up on the target with stale memory (kernel oopses, lost writes;
-    fixed upstream in 9.0, "physmem: Fix migration dirty bitmap coherency
-    with TCG memory access").  An 8 KiB pad (QEMU rounds -m to 8 KiB) makes
-    pc.ram unaligned, so QEMU takes the correct per-page path.  Applied
-    whatever the QEMU version so every node builds the same RAM size (a
-    migration needs equal sizes).  KVM tracks dirty pages itself: unchanged.
-    ``mem_path`` RAM is rounded up to the (huge) page size by QEMU, which
-    would undo the pad, so it gets none.
-    """
+    """The ``-m`` value: ``memory`` MiB, padded under TCG (common.tcg_ram_kib says why).
+    ``mem_path`` RAM is rounded up to the (huge) page size by QEMU, which would undo
+    the pad, so it gets none."""
     if accel(hvp, facts) != "tcg" or hvp.get("mem_path"):
         return str(memory)
-    return "%dk" % (memory * 1024 + kp.TCG_RAM_PAD_KIB)
+    return "%dk" % common.tcg_ram_kib(memory)
 
 
 def _machine_args(inst: InstanceSpec, facts: kp.QemuFacts) -> list[str]:

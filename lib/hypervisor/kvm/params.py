@@ -27,9 +27,6 @@ DISK_DEVICES = {
 SCSI_CONTROLLERS = {"lsi": "lsi53c895a", "megasas": "megasas",
                     "virtio-scsi-pci": "virtio-scsi-pci", "dc390": "dc390"}
 BOOT_ORDER = {"floppy": "a", "cdrom": "d", "disk": "c", "network": "n"}
-# Extra guest RAM under TCG so QEMU < 9.0 tracks dirty pages correctly during
-# a live migration (see cmdline.memory_arg); -m is rounded to 8 KiB anyway.
-TCG_RAM_PAD_KIB = 8
 
 
 @dataclass(frozen=True)

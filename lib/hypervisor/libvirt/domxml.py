@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from corral import errors
+from corral.hypervisor import common
 from corral.hypervisor.base import DiskSpec, InstanceSpec, NicSpec
 
 CORRAL_NS = "http://corral.invalid/xmlns/libvirt/instance/1"
@@ -181,8 +182,13 @@ def build_domain_xml(inst: InstanceSpec, disks: list[DiskSpec], domain_type: str
         _sub(dom, "uuid", inst.uuid)
     meta = _sub(_sub(dom, "metadata"), "{%s}instance" % CORRAL_NS)
     _sub(meta, "{%s}name" % CORRAL_NS, inst.name)
-    _sub(dom, "memory", str(inst.memory), unit="MiB")
-    _sub(dom, "currentMemory", str(inst.memory), unit="MiB")
+    if domain_type == "qemu":  # TCG: see common.tcg_ram_kib
+        ram = str(common.tcg_ram_kib(inst.memory))
+        _sub(dom, "memory", ram, unit="KiB")
+        _sub(dom, "currentMemory", ram, unit="KiB")
+    else:
+        _sub(dom, "memory", str(inst.memory), unit="MiB")
+        _sub(dom, "currentMemory", str(inst.memory), unit="MiB")
     _sub(dom, "vcpu", str(inst.vcpus))
     _os(dom, params, domain_type)
     features = _sub(dom, "features")
