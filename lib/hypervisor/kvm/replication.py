@@ -29,8 +29,12 @@ TARGET_NODE = "disk%d-mirror"
 RECONNECT_DELAY = 2
 
 # A resumed job that errors within RESUME_WINDOW seconds is retried, RESUME_TRIES times.
+# The budget (2 x RESUME_WINDOW per try, 48 s) covers two of QEMU's background NBD
+# connection attempts after a long outage: their backoff grows to 16 s, plus the
+# tunnel's connect-timeout (5 s) for an attempt that started just before the heal.
+# At 24 s, CI saw a healed secondary reported "still unreachable".
 RESUME_WINDOW = 1.5
-RESUME_TRIES = 8
+RESUME_TRIES = 16
 
 SNAPSHOT_TIMEOUT = 2.0  # seconds an instance query waits for QEMU's monitor
 STOP_TIMEOUT = 60.0  # seconds for cancelled jobs to end (in-flight writes drain first)
