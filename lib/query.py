@@ -319,10 +319,6 @@ def query(ctx: Any, what: str, fields: list[str], names: list[str],
     return {"fields": field_defs(what, fields), "data": rows}
 
 
-# A result already encoded as JSON text; masterd sends it as is (no re-encoding).
-RawJSON = serializer.RawJSON
-
-
 DictsEncoder = Callable[[Any, list[str], list[str]], str]
 # Resources with their own (faster, cached) encoder for query_dicts_json.
 _DICTS_ENCODERS: dict[str, DictsEncoder] = {}
@@ -334,7 +330,7 @@ def register_dicts_encoder(what: str, encoder: DictsEncoder) -> None:
     _DICTS_ENCODERS[what] = encoder
 
 
-def query_dicts_json(ctx: Any, what: str, fields: list[str], names: list[str]) -> RawJSON:
+def query_dicts_json(ctx: Any, what: str, fields: list[str], names: list[str]) -> serializer.RawJSON:
     """``[{field: value, ...}, ...]`` as JSON text, the shape of RAPI's bulk lists.
 
     Items and errors as for query() (unknown names raise); a cell without a
@@ -343,8 +339,8 @@ def query_dicts_json(ctx: Any, what: str, fields: list[str], names: list[str]) -
     """
     encoder = _DICTS_ENCODERS.get(what)
     if encoder is not None:
-        return RawJSON(encoder(ctx, fields, names))
-    return RawJSON(dicts_json_generic(ctx, what, fields, names))
+        return serializer.RawJSON(encoder(ctx, fields, names))
+    return serializer.RawJSON(dicts_json_generic(ctx, what, fields, names))
 
 
 def dicts_json_generic(ctx: Any, what: str, fields: list[str], names: list[str]) -> str:

@@ -86,7 +86,7 @@ def _query(ctx, args: dict) -> dict:
                        args.get("qfilter"))
 
 
-def _query_dicts(ctx, args: dict) -> query.RawJSON:
+def _query_dicts(ctx, args: dict) -> serializer.RawJSON:
     """Query rows as ``[{field: value}]`` JSON text, passed through by corral-rapi."""
     return query.query_dicts_json(ctx, args["what"], args["fields"], args.get("names") or [])
 
@@ -120,7 +120,7 @@ METHODS: dict[str, Handler] = {
 
 def _reply(success: bool, payload: Any, status: int = 200) -> Response:
     key = "result" if success else "error"
-    if isinstance(payload, query.RawJSON):  # already JSON: embed, never re-encode
+    if isinstance(payload, serializer.RawJSON):  # already JSON: embed, never re-encode
         return Response('{"success":true,"result":%s}' % payload.text, status_code=status,
                         media_type="application/json")
     return Response(serializer.dumps({"success": success, key: payload}), status_code=status,

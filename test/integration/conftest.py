@@ -88,11 +88,16 @@ def destroy_local(cluster: LocalCluster) -> None:
     shutil.rmtree(cluster.root, ignore_errors=True)
 
 
-@pytest.fixture
-def cluster():
+def initialised_cluster():
+    """A new initialised cluster for a fixture to yield; destroyed whatever happened."""
     cl = new_cluster()
     try:
         init_cluster(cl)
         yield cl
     finally:
         destroy_local(cl)
+
+
+@pytest.fixture
+def cluster():
+    yield from initialised_cluster()

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import destroy_local, init_cluster, new_cluster
+from conftest import initialised_cluster
 
 ADD = ("gnt-instance", "add", "--no-name-check", "--no-ip-check")
 
@@ -120,12 +120,7 @@ def refusing_cluster():
     asserts exactly that afterwards: a case that leaked an instance, a disk
     or a runtime file fails itself (and the cases after it), never passes.
     """
-    cl = new_cluster()
-    try:
-        init_cluster(cl)
-        yield cl
-    finally:
-        destroy_local(cl)
+    yield from initialised_cluster()
 
 
 # For --dist loadgroup: one xdist worker runs all cases, so the cluster is made once.
