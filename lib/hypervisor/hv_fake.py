@@ -197,7 +197,7 @@ class FakeHypervisor(base.BaseHypervisor):
             entries = os.listdir(self._dir())
         except FileNotFoundError:
             return []
-        return sorted(e[:-5] for e in entries if e.endswith(".json") and not e.startswith("."))
+        return sorted(n for n in map(fake_index.record_name, entries) if n is not None)
 
     def get_instance_info(self, name: str) -> dict[str, Any] | None:
         entry = self._load(self._record_path(name))
