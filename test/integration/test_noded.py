@@ -77,7 +77,6 @@ def test_start_check_stop_all(node_root):
 
 
 def test_second_copy_and_busy_port_fail_clearly(node_root):
-    port = node_root
     assert _util("start", "noded").returncode == 0
     twice = subprocess.run(["corral-noded", "-b", "127.0.0.1", "-p", str(_free_port())],
                            capture_output=True, text=True, timeout=60)
