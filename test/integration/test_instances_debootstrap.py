@@ -3,7 +3,9 @@
 The OS definition is Debian's package unpacked (not installed: it would pull
 udev and systemd onto the machine), wrapped only to set what this machine
 lacks (test_os_scripts._gid_wrapper).  The instance disk holds a Debian root
-afterwards.
+afterwards and no loop device is left on its image.  (This is the one full
+debootstrap of Debian's definition in the suite: it goes through the whole
+stack, gnt-instance add to the OS scripts.)
 """
 
 import glob
@@ -14,7 +16,7 @@ import subprocess
 import pytest
 
 from conftest import destroy_local, init_cluster, new_cluster
-from test_os_scripts import _gid_wrapper, gid_tree  # noqa: F401  (fixture)
+from test_os_scripts import _gid_wrapper, gid_tree, loops_of  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +36,7 @@ def test_add_with_ganeti_instance_debootstrap(gid_tree, tmp_path):  # noqa: F811
                "--no-ip-check", "-n", "localhost", name, timeout=1100)
         images = glob.glob(cl.path("srv", "file", name, "*"))
         assert len(images) == 1, images
+        assert loops_of(images[0]) == []
         listing = subprocess.run(["debugfs", "-R", "ls -l /etc", images[0]],
                                  capture_output=True, text=True, check=True).stdout
         for entry in ("debian_version", "fstab", "hostname", "apt"):

@@ -4,7 +4,8 @@
   export and import of a raw file.
 * Debian's ganeti-instance-debootstrap: fetched with `apt-get download` and
   unpacked with `dpkg -x` into a cache dir, because installing it pulls udev
-  (PLATFORM.md §6); verify, and (slow) a full create onto a 1 GB sparse file.
+  (PLATFORM.md §6); verify here (its full create is
+  test_instances_debootstrap's, through gnt-instance add).
 * Corral's own os-definitions/debootstrap: verify, export/import, rename,
   the failing "disk too small" create, mirror detection and (slow) a full create.
 
@@ -206,20 +207,6 @@ def _gid_wrapper(gid_tree, tmp_path):
             % (real, shim, mirror, hooks, script))
         (wrap / script).chmod(0o755)
     return wrap.parent
-
-
-@pytest.mark.slow
-def test_gid_full_create(gid_tree, root, raw_files, tmp_path, monkeypatch):
-    monkeypatch.setenv("CORRAL_OS_SEARCH_PATH", str(_gid_wrapper(gid_tree, tmp_path)))
-    img = raw_files("gid.img", 1024 * MiB)
-    osdef.run_create("debootstrap", *inst_args("debootstrap", "gid1.example", [img], [1024]),
-                     osparams={"filesystem": "ext4"})
-    assert loops_of(img) == []
-    listing = run(["debugfs", "-R", "ls -l /etc", str(img)]).stdout
-    for entry in ("debian_version", "fstab", "hostname", "apt"):
-        assert entry in listing
-    assert run(["debugfs", "-R", "cat /etc/hostname", str(img)]).stdout.strip() == \
-        "gid1.example"
 
 
 # ------------------------------------------------------ Corral's debootstrap
