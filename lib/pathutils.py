@@ -99,6 +99,11 @@ def watcher_pause_file() -> str:
     return os.path.join(data_dir(), "watcher.pause")
 
 
+def export_dir() -> str:
+    """Instance exports of this node (Ganeti's /srv/ganeti/export), one directory each."""
+    return _r("srv", "ganeti", "export")
+
+
 def os_log_dir() -> str:
     return os.path.join(log_dir(), "os")
 

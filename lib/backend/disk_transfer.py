@@ -10,45 +10,46 @@ connects with its own node certificate and streams every disk in order.
 Both return at once; the work runs in a thread of the node daemon and
 ``disk_transfer_status`` reports progress, waking on completion (no polling).
 
-Stream (after TLS): a JSON hello line ``{"id", "sizes": [bytes...],
+Stream (after TLS): a JSON hello line ``{"id", "sizes": [bytes or null...],
 "compress"}``, then per disk frames ``D``+len+data (zlib-compressed per frame
 unless ``compress`` is ``none``), ``Z``+len (a run of zero bytes: a hole in a
-file, zeros on a block device), ``E``+0 (end of disk).  The target answers the
+file, zeros on a block device), ``E``+0 (end of disk), or ``X``+len+why (the
+source failed in the middle of a disk).  The target answers the
 hello with ``GO\\n`` (or ``ERR <why>\\n`` before any data moves) and the data
 with ``OK\\n`` once every disk is written and fsynced, or ``ERR <why>\\n``.
+
+Besides devices, an entry of ``disks`` may name an OS export/import script or
+a file of an instance export (gnt-backup): see backend/transfer_endpoints.py.
+A stream source (OS export script) has no size in advance: its hello size is
+null, the size check applies only when both sides know theirs, and the
+status' ``total`` is null until every size is known.
 """
 
 import hmac
 import json
-import os
 import socket
 import ssl
-import stat
-import struct
 import threading
 import time
 import zlib
-from typing import Any, BinaryIO
+from typing import Any
 
 from corral import certs, errors, pathutils
-from corral.backend import disks as bdisks
+from corral.backend import transfer_endpoints as tep
 
-CHUNK = 1 << 20
 ACCEPT_TIMEOUT = 120.0
 IO_TIMEOUT = 120.0
 KEEP_FINISHED = 3600.0
 COMPRESS_LEVELS = {"none": None, "gzip": 6, "gzip-fast": 1, "gzip-slow": 9}
-_FRAME = struct.Struct("!cI")
-_ZEROS = bytes(CHUNK)
 
 
 class _Transfer:
     """Progress of one side of one transfer; ``cond`` wakes status waiters."""
 
-    def __init__(self, transfer_id: str, role: str, total: int) -> None:
+    def __init__(self, transfer_id: str, role: str, sizes: list[int | None]) -> None:
         self.id = transfer_id
         self.role = role
-        self.total = total
+        self.sizes = list(sizes)
         self.done = 0
         self.status = "running"
         self.error: str | None = None
@@ -57,9 +58,19 @@ class _Transfer:
         self.cond = threading.Condition()
         self.sock: socket.socket | None = None
 
+    @property
+    def total(self) -> int | None:
+        """Bytes to move; None while a disk's size is unknown (OS export scripts)."""
+        return None if None in self.sizes else sum(self.sizes)  # type: ignore[arg-type]
+
     def advance(self, count: int) -> None:
         with self.cond:
             self.done += count
+
+    def set_size(self, index: int, size: int) -> None:
+        with self.cond:
+            if self.sizes[index] is None:
+                self.sizes[index] = size
 
     def finish(self, error: str | None = None) -> None:
         with self.cond:
@@ -76,14 +87,16 @@ class _Transfer:
                 "role": self.role}
 
 
-# Keyed by (state root, id): one node daemon has one root; tests run several
-# "nodes" in one process.
-_transfers: dict[tuple[str, str], _Transfer] = {}
+# Keyed by (state root, id, role): one node daemon has one root; tests run
+# several "nodes" in one process; a node may be both ends of one transfer (an
+# export to the instance's own primary).
+_transfers: dict[tuple[str, str, str], _Transfer] = {}
 _registry_lock = threading.Lock()
+_ROLES = ("import", "export")
 
 
-def _key(transfer_id: str) -> tuple[str, str]:
-    return (pathutils.root(), transfer_id)
+def _key(transfer_id: str, role: str) -> tuple[str, str, str]:
+    return (pathutils.root(), transfer_id, role)
 
 
 def _register(transfer: _Transfer) -> None:
@@ -92,17 +105,20 @@ def _register(transfer: _Transfer) -> None:
         for key, old in list(_transfers.items()):
             if old.finished is not None and now - old.finished > KEEP_FINISHED:
                 del _transfers[key]
-        if _key(transfer.id) in _transfers:
+        key = _key(transfer.id, transfer.role)
+        if key in _transfers:
             raise errors.OpExecError("Transfer %s already exists on this node" % transfer.id)
-        _transfers[_key(transfer.id)] = transfer
+        _transfers[key] = transfer
 
 
-def _get(transfer_id: str) -> _Transfer:
+def _get(transfer_id: str) -> list[_Transfer]:
+    """This node's sides of a transfer (the import side first); OpExecError if none."""
     with _registry_lock:
-        transfer = _transfers.get(_key(transfer_id))
-    if transfer is None:
+        found = [_transfers[_key(transfer_id, role)] for role in _ROLES
+                 if _key(transfer_id, role) in _transfers]
+    if not found:
         raise errors.OpExecError("No transfer %s on this node" % transfer_id)
-    return transfer
+    return found
 
 
 def _check_compress(compress: str) -> int | None:
@@ -112,89 +128,19 @@ def _check_compress(compress: str) -> int | None:
     return COMPRESS_LEVELS[compress]
 
 
-def _device_paths(disks: list) -> list[str]:
-    return [d["path"] for d in bdisks.assemble(disks)]
-
-
-def _size(path: str) -> int:
-    with open(path, "rb") as fh:
-        return fh.seek(0, os.SEEK_END)
-
-
-# ---- streams ---------------------------------------------------------------------------
-
-def _read_exact(stream: BinaryIO, count: int) -> bytes:
-    data = stream.read(count)
-    if len(data) != count:
-        raise errors.OpExecError("Connection closed by the source in the middle of the data")
-    return data
-
-
-def _send_disk(out: BinaryIO, path: str, level: int | None, transfer: _Transfer) -> None:
-    with open(path, "rb") as src:
-        while True:
-            chunk = src.read(CHUNK)
-            if not chunk:
-                break
-            if chunk == _ZEROS[:len(chunk)]:
-                out.write(_FRAME.pack(b"Z", len(chunk)))
-            else:
-                payload = chunk if level is None else zlib.compress(chunk, level)
-                out.write(_FRAME.pack(b"D", len(payload)) + payload)
-            transfer.advance(len(chunk))
-    out.write(_FRAME.pack(b"E", 0))
-
-
-def _receive_disk(stream: BinaryIO, path: str, size: int, compressed: bool,
-                  transfer: _Transfer) -> None:
-    st = os.stat(path)
-    is_file = stat.S_ISREG(st.st_mode)
-    if is_file:  # start from an all-zero file (same size) so holes read as zeros
-        os.truncate(path, 0)
-        os.truncate(path, st.st_size)
-    written = 0
-    with open(path, "r+b") as dst:
-        while True:
-            kind, length = _FRAME.unpack(_read_exact(stream, _FRAME.size))
-            if kind == b"E":
-                break
-            if kind == b"Z":
-                data = b""
-                if is_file:
-                    dst.seek(length, os.SEEK_CUR)
-                else:
-                    data = _ZEROS[:length]
-            elif kind == b"D":
-                data = _read_exact(stream, length)
-                if compressed:
-                    data = zlib.decompress(data)
-            else:
-                raise errors.OpExecError("Corrupt transfer stream (frame %r)" % kind)
-            step = length if kind == b"Z" else len(data)
-            if written + step > size:
-                raise errors.OpExecError("Data for %s exceeds its size of %d bytes" %
-                                         (path, size))
-            if data:
-                dst.write(data)
-            written += step
-            transfer.advance(step)
-        dst.flush()
-        os.fsync(dst.fileno())
-
-
 # ---- target ------------------------------------------------------------------------------
 
 def disk_import_start(transfer_id: str, disks: list, bind_ip: str,
                       compress: str = "none") -> int:
     """Listen for the source of ``transfer_id``; returns the TCP port.
 
-    The disks must exist here (created by the master before); they receive
-    the data in order.  The listener accepts one authenticated connection
-    within ACCEPT_TIMEOUT seconds, then closes.
+    Device disks must exist here (created by the master before); every entry
+    receives its data in order (entry kinds: backend/transfer_endpoints.py).
+    The listener accepts one authenticated connection within ACCEPT_TIMEOUT
+    seconds, then closes.
     """
     _check_compress(compress)
-    paths = _device_paths(disks)
-    sizes = [_size(p) for p in paths]
+    endpoints = tep.targets(disks)
     ctx = certs.server_ssl_context(pathutils.node_cert_file(), pathutils.cluster_ca_file())
     family = socket.AF_INET6 if ":" in bind_ip else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
@@ -205,16 +151,20 @@ def disk_import_start(transfer_id: str, disks: list, bind_ip: str,
         listener.close()
         raise errors.OpExecError("Cannot listen on %s for the disk transfer: %s" %
                                  (bind_ip, err))
-    transfer = _Transfer(transfer_id, "import", sum(sizes))
+    transfer = _Transfer(transfer_id, "import", [e.size for e in endpoints])
     transfer.sock = listener
-    _register(transfer)
-    threading.Thread(target=_import_thread, args=(transfer, listener, ctx, paths, sizes),
+    try:
+        _register(transfer)
+    except errors.GenericError:
+        listener.close()
+        raise
+    threading.Thread(target=_import_thread, args=(transfer, listener, ctx, endpoints),
                      name="import-%s" % transfer_id[:8], daemon=True).start()
     return listener.getsockname()[1]
 
 
 def _import_thread(transfer: _Transfer, listener: socket.socket, ctx: ssl.SSLContext,
-                   paths: list[str], sizes: list[int]) -> None:
+                   endpoints: list) -> None:
     conn = None
     try:
         listener.settimeout(ACCEPT_TIMEOUT)
@@ -232,15 +182,17 @@ def _import_thread(transfer: _Transfer, listener: socket.socket, ctx: ssl.SSLCon
         if not hmac.compare_digest(str(hello.get("id", "")), transfer.id):
             raise errors.OpExecError("A peer connected with the wrong transfer id")
         try:
-            _check_disks(hello, sizes)
+            _check_disks(hello, [e.size for e in endpoints])
+            for idx, size in enumerate(hello["sizes"]):
+                if size is not None:
+                    transfer.set_size(idx, size)
             stream.write(b"GO\n")
             stream.flush()
-            for path, size in zip(paths, hello["sizes"]):
-                _receive_disk(stream, path, size, hello.get("compress", "none") != "none",
-                              transfer)
+            compressed = hello.get("compress", "none") != "none"
+            for endpoint, size in zip(endpoints, hello["sizes"]):
+                endpoint.receive(stream, compressed, transfer.advance, size)
         except (errors.GenericError, OSError, zlib.error) as err:
-            stream.write(b"ERR %s\n" % str(err).encode("utf-8", "replace")[:1000])
-            stream.flush()
+            _answer_error(stream, err)
             raise
         stream.write(b"OK\n")
         stream.flush()
@@ -252,14 +204,27 @@ def _import_thread(transfer: _Transfer, listener: socket.socket, ctx: ssl.SSLCon
             conn.close()
 
 
-def _check_disks(hello: dict, sizes: list[int]) -> None:
+def _answer_error(stream: Any, err: BaseException) -> None:
+    # Best effort: the source may be gone, and then this node's own error
+    # (not the broken pipe of this answer) is the one to report.
+    why = _describe(err).replace("\n", "; ")
+    try:
+        stream.write(b"ERR %s\n" % why.encode("utf-8", "replace")[:4000])
+        stream.flush()
+    except OSError:
+        pass
+
+
+def _check_disks(hello: dict, sizes: list[int | None]) -> None:
     theirs = hello.get("sizes")
     if not isinstance(theirs, list) or len(theirs) != len(sizes):
         raise errors.OpExecError("The source sends %s disks, this node expects %d" %
                                  (len(theirs) if isinstance(theirs, list) else "no",
                                   len(sizes)))
     for idx, (src, dst) in enumerate(zip(theirs, sizes)):
-        if not isinstance(src, int) or src > dst:
+        if src is None or (isinstance(src, int) and dst is None):
+            continue  # a stream source or target: its end checks what arrives
+        if not isinstance(src, int) or dst is None or src > dst:
             raise errors.OpExecError("Disk %d: %s bytes do not fit into %d bytes here" %
                                      (idx, src, dst))
 
@@ -276,21 +241,25 @@ def _describe(err: BaseException) -> str:
 
 def disk_export_start(transfer_id: str, disks: list, host: str, port: int,
                       compress: str = "none") -> None:
-    """Connect to the target of ``transfer_id`` and stream ``disks`` (in a thread)."""
+    """Connect to the target of ``transfer_id`` and stream ``disks`` (in a thread).
+
+    Entry kinds: backend/transfer_endpoints.py.  A failing source (OS export
+    script) makes the target fail too, with the script's log tail.
+    """
     level = _check_compress(compress)
-    paths = _device_paths(disks)
-    sizes = [_size(p) for p in paths]
+    endpoints = tep.sources(disks)
+    sizes = [e.size for e in endpoints]
     ctx = certs.client_ssl_context(pathutils.node_cert_file(), pathutils.cluster_ca_file())
-    transfer = _Transfer(transfer_id, "export", sum(sizes))
+    transfer = _Transfer(transfer_id, "export", sizes)
     _register(transfer)
     hello = {"id": transfer_id, "sizes": sizes, "compress": compress}
     threading.Thread(target=_export_thread,
-                     args=(transfer, ctx, host, port, paths, hello, level),
+                     args=(transfer, ctx, host, port, endpoints, hello, level),
                      name="export-%s" % transfer_id[:8], daemon=True).start()
 
 
 def _export_thread(transfer: _Transfer, ctx: ssl.SSLContext, host: str, port: int,
-                   paths: list[str], hello: dict, level: int | None) -> None:
+                   endpoints: list, hello: dict, level: int | None) -> None:
     conn = None
     try:
         raw = socket.create_connection((host, port), timeout=IO_TIMEOUT)
@@ -305,12 +274,10 @@ def _export_thread(transfer: _Transfer, ctx: ssl.SSLContext, host: str, port: in
                                      (answer[4:] if answer.startswith("ERR ")
                                       else answer or "connection closed"))
         try:
-            for path in paths:
-                _send_disk(stream, path, level, transfer)
-            stream.flush()
+            _send_all(stream, endpoints, level, transfer)
         except OSError:
             pass  # the target hung up: its answer (below) says why
-        answer = stream.readline(2048).decode("utf-8", "replace").strip()
+        answer = stream.readline(8192).decode("utf-8", "replace").strip()
         if answer != "OK":
             raise errors.OpExecError("The target refused the data: %s" %
                                      (answer[4:] if answer.startswith("ERR ")
@@ -323,27 +290,56 @@ def _export_thread(transfer: _Transfer, ctx: ssl.SSLContext, host: str, port: in
             conn.close()
 
 
+def _send_all(stream: Any, endpoints: list, level: int | None, transfer: _Transfer) -> None:
+    for idx, endpoint in enumerate(endpoints):
+        try:
+            endpoint.send(stream, level, transfer.advance,
+                          lambda size, idx=idx: transfer.set_size(idx, size))
+        except errors.GenericError as err:
+            tep.abort_disk(stream, _describe(err))
+            raise
+        tep.end_disk(stream)
+    stream.flush()
+
+
 # ---- both --------------------------------------------------------------------------------
 
 def disk_transfer_status(transfer_id: str, wait: float = 0.0) -> dict[str, Any]:
-    """Progress of this side; waits up to ``wait`` seconds for the transfer to end."""
-    transfer = _get(transfer_id)
+    """Progress of this node's side; waits up to ``wait`` seconds for it to end.
+
+    A node that is both ends answers for both at once: failed if either
+    failed, done when both are, the bytes and total of the receiving side.
+    """
+    transfers = _get(transfer_id)
     deadline = time.monotonic() + max(0.0, wait)
-    with transfer.cond:
-        while transfer.status == "running":
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            transfer.cond.wait(remaining)
-    return transfer.to_dict()
+    for transfer in transfers:
+        with transfer.cond:
+            while transfer.status == "running":
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                transfer.cond.wait(remaining)
+    states = [t.to_dict() for t in transfers]
+    if len(states) == 1:
+        return states[0]
+    merged = dict(states[0], role="both", elapsed=max(s["elapsed"] for s in states))
+    statuses = {s["status"] for s in states}
+    merged["status"] = "failed" if "failed" in statuses else \
+        ("done" if statuses == {"done"} else "running")
+    merged["error"] = next((s["error"] for s in states if s["error"]), None)
+    return merged
 
 
 def disk_transfer_cleanup(transfer_id: str) -> None:
-    """Stop this side of a transfer (if running) and forget it.  Idempotent."""
+    """Stop this node's sides of a transfer (if running) and forget them.  Idempotent."""
     with _registry_lock:
-        transfer = _transfers.pop(_key(transfer_id), None)
-    if transfer is None:
-        return
+        transfers = [_transfers.pop(_key(transfer_id, role), None) for role in _ROLES]
+    for transfer in transfers:
+        if transfer is not None:
+            _stop(transfer)
+
+
+def _stop(transfer: _Transfer) -> None:
     sock = transfer.sock
     transfer.finish("cancelled")
     if sock is not None:

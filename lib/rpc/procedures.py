@@ -346,6 +346,18 @@ PROCEDURES: dict[str, Procedure] = {p.name: p for p in [
               (Arg("transfer_id", _STR), Arg("wait", _NUM, 0.0))),
     Procedure("disk_transfer_cleanup", "disk_transfer.disk_transfer_cleanup", TMO_FAST,
               "Stop and forget a transfer (idempotent).", (Arg("transfer_id", _STR),)),
+    # ---- instance exports kept on the node (backend/exports.py, gnt-backup) ----
+    Procedure("export_list", "exports.export_list", TMO_FAST,
+              "Sorted names of the complete exports in the node's export directory."),
+    Procedure("export_info", "exports.export_info", TMO_FAST,
+              "Text of an export's config.ini.", (Arg("name", _STR),)),
+    Procedure("export_finalize", "exports.export_finalize", TMO_FAST,
+              "Write config.ini into '<name>.new' and rename it to '<name>' (replacing"
+              " an older export atomically).",
+              (Arg("name", _STR), Arg("config_text", _STR))),
+    Procedure("export_remove", "exports.export_remove", TMO_FAST,
+              "Remove an export or a '<name>.new' staging directory (idempotent).",
+              (Arg("name", _STR),)),
 ]}
 
 
