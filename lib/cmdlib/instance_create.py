@@ -1,4 +1,4 @@
-"""Instance creation (OP_INSTANCE_CREATE, mode ``create``).
+"""Instance creation (OP_INSTANCE_CREATE, modes ``create`` and ``import``).
 
 Order of work, chosen so that the configuration changes once, at the end:
 check everything (names, OS and variant on the node, parameters, NICs and
@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from corral import config, constants, errors, iallocator, locking, objects, osdef
 from corral.cmdlib import cluster as cluster_lu
-from corral.cmdlib import instance_mirror
+from corral.cmdlib import instance_import, instance_mirror
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
 from corral.cmdlib.base import LogicalUnit, check_tags, expand_node
@@ -138,14 +138,17 @@ class LUInstanceCreate(LogicalUnit):
 
     def check_arguments(self) -> None:
         op = self.op
-        if op.mode != "create":
-            raise errors.OpPrereqError("Instance creation mode '%s' is not supported yet"
-                                       " (only 'create')" % op.mode, errors.ECODE_INVAL)
+        if op.mode not in ("create", "import"):
+            raise errors.OpPrereqError("Instance creation mode '%s' is not supported (only"
+                                       " 'create' and 'import')" % op.mode, errors.ECODE_INVAL)
         self.name = iu.check_instance_name(op.instance_name)
         if op.ip_check and not op.name_check:
             raise errors.OpPrereqError("Cannot do IP address check without a name check",
                                        errors.ECODE_INVAL)
-        if not op.no_install and not op.os_type:
+        self.source: instance_import.ExportSource | None = None
+        if op.mode == "import":
+            instance_import.check_arguments(op)
+        elif not op.no_install and not op.os_type:
             raise errors.OpPrereqError("No guest OS specified (use -o OS, or --no-install)",
                                        errors.ECODE_INVAL)
         if op.disk_template == constants.DT_DISKLESS and op.disks:
@@ -161,6 +164,10 @@ class LUInstanceCreate(LogicalUnit):
                                        errors.ECODE_INVAL)
 
     def expand_names(self) -> None:
+        if self.op.mode == "import":
+            # Before anything derived from the opcode: the export fills its gaps.
+            self.source = instance_import.read_export(self, self.op)
+            self.nic_specs = [check_nic_spec(n, i) for i, n in enumerate(self.op.nics)]
         self.inst_ip = None
         if self.op.name_check:
             self.name, self.inst_ip = iu.resolve_instance_name(self.name)
@@ -174,6 +181,9 @@ class LUInstanceCreate(LogicalUnit):
             nodes = list(dict.fromkeys([self.pnode.uuid] + ([self.snode.uuid] if self.snode
                                                              else [])))
         self.needed_locks[locking.LEVEL_NODE] = nodes
+        if self.source is not None and nodes is not locking.ALL_SET:
+            self.needed_locks[locking.LEVEL_NODE] = list(dict.fromkeys(
+                nodes + [self.source.node.uuid]))
         self.share_locks[locking.LEVEL_NODE] = True
         # Shared: memory is accounted through config reservations (node_checks),
         # so concurrent creates on one node do not queue behind each other.
@@ -213,7 +223,9 @@ class LUInstanceCreate(LogicalUnit):
         self.snode = expand_node(self.cfg, nodes[1]) if len(nodes) > 1 else None
         keep = {n.uuid for n in (self.pnode, self.snode) if n is not None}
         for level in (locking.LEVEL_NODE, locking.LEVEL_NODE_RES):
-            others = sorted(self.owned(level) - keep)
+            keep_here = keep | ({self.source.node.uuid} if self.source is not None and
+                                level == locking.LEVEL_NODE else set())
+            others = sorted(self.owned(level) - keep_here)
             if others:
                 self.context.glm.release(self.proc.owner, level, others)
 
@@ -343,7 +355,9 @@ class LUInstanceCreate(LogicalUnit):
         return self.name
 
     def build_hooks_env(self) -> dict[str, Any]:
-        env = {"ADD_MODE": self.op.mode}
+        env: dict[str, Any] = {"ADD_MODE": self.op.mode}
+        if self.source is not None:
+            env.update(self.source.hooks_env())
         env.update(iu.instance_hook_env(self.cfg, self.new_inst))
         return env
 
@@ -359,7 +373,7 @@ class LUInstanceCreate(LogicalUnit):
         if hv_filled.get("vnc_bind_address"):
             inst.network_port = self.cfg.allocate_port(iu.ec_id(self))
         install = bool(inst.os) and not self.op.no_install and not any(
-            d.get("adopt") for d in self.disk_specs)
+            d.get("adopt") for d in self.disk_specs) and self.source is None
         if inst.disks:
             ist.allocate_drbd_ids(inst.disks, ist.DrbdAllocator(self.cfg, iu.ec_id(self)))
             feedback_fn("* creating instance disks...")
@@ -372,6 +386,11 @@ class LUInstanceCreate(LogicalUnit):
             if install:
                 feedback_fn("* running the instance OS create scripts...")
                 self._install(inst)
+                instance_mirror.sync_offline(self, inst, feedback_fn)
+            elif self.source is not None and inst.disks:
+                feedback_fn("* running the instance OS import scripts...")
+                instance_import.import_disks(self, inst, self.source, self.pnode,
+                                             self.op.compress, feedback_fn)
                 instance_mirror.sync_offline(self, inst, feedback_fn)
         except BaseException:
             feedback_fn("* removing the disks of the failed instance")

@@ -455,17 +455,27 @@ def copy_disks(lu: Any, disks: list[objects.Disk], source: objects.Node, target:
     failure; both ends are cleaned up in any case (the target disks stay: the
     caller removes them).
     """
+    transfer_data(lu, source, target, ist._rpc_disks(lu, disks),
+                  ist._rpc_disks(lu, target_disks), compress, feedback)
+
+
+def transfer_data(lu: Any, source: objects.Node, target: objects.Node, src_entries: list[dict],
+                  dst_entries: list[dict], compress: str, feedback: Feedback) -> None:
+    """Stream each source endpoint into the target endpoint at the same index.
+
+    Endpoints are disk dicts or the stream kinds of backend/disk_transfer.py
+    (an OS export/import script, a file of an export); same failure and
+    cleanup contract as copy_disks.
+    """
     rpc = lu.rpc
     transfer_id = uuid.uuid4().hex
-    src_disks = ist._rpc_disks(lu, disks)
-    dst_disks = ist._rpc_disks(lu, target_disks)
     try:
         res = rpc.call_one("disk_import_start", target.name,
-                           {"transfer_id": transfer_id, "disks": dst_disks,
+                           {"transfer_id": transfer_id, "disks": dst_entries,
                             "bind_ip": node_ip(target), "compress": compress})
         res.raise_if_failed("Cannot receive the disk data on node %s" % target.name)
         res = rpc.call_one("disk_export_start", source.name,
-                           {"transfer_id": transfer_id, "disks": src_disks,
+                           {"transfer_id": transfer_id, "disks": src_entries,
                             "host": node_ip(target), "port": int(res.data),
                             "compress": compress})
         res.raise_if_failed("Cannot send the disk data from node %s" % source.name)
@@ -478,6 +488,8 @@ def copy_disks(lu: Any, disks: list[objects.Disk], source: objects.Node, target:
 
 
 def _wait_transfer(rpc: Any, transfer_id: str, src: str, dst: str, feedback: Feedback) -> None:
+    """Follow both ends until done; a "total" of None/0 (stream sources such as OS
+    export scripts) is taken from the source once known, else only bytes are shown."""
     stall = _Stall("The disk copy", dst)
     last_report = time.monotonic()
     while True:
@@ -489,18 +501,23 @@ def _wait_transfer(rpc: Any, transfer_id: str, src: str, dst: str, feedback: Fee
         if d["status"] == "failed" or s["status"] == "failed":
             raise errors.OpExecError("Errors during disk copy: %s" %
                                      (d["error"] or s["error"]))
+        total = d.get("total") or s.get("total")
         if d["status"] == "done" and s["status"] == "done":
-            speed = d["total"] / max(d["elapsed"], 0.001)
+            moved = d["done"]
             feedback("* disk copy progress: 100.00 %% (%s in %.2f s, %s/s)" %
-                     (_mib(d["total"]), d["elapsed"], _mib(speed)))
+                     (_mib(moved), d["elapsed"], _mib(moved / max(d["elapsed"], 0.001))))
             return
         stall.check((s["done"], d["done"]))
-        if time.monotonic() - last_report >= REPORT_INTERVAL and d["total"]:
-            feedback("* disk copy progress: %.2f %% (%s of %s, %s/s)" %
-                     (100.0 * d["done"] / d["total"], _mib(d["done"]), _mib(d["total"]),
-                      _mib(d["done"] / max(d["elapsed"], 0.001))))
+        if time.monotonic() - last_report >= REPORT_INTERVAL:
+            speed = _mib(d["done"] / max(d["elapsed"], 0.001))
+            if total:
+                feedback("* disk copy progress: %.2f %% (%s of %s, %s/s)" %
+                         (min(100.0, 100.0 * d["done"] / total), _mib(d["done"]),
+                          _mib(total), speed))
+            else:
+                feedback("* disk copy progress: %s so far, %s/s" % (_mib(d["done"]), speed))
             last_report = time.monotonic()
 
 
 __all__ = ["LiveMigration", "MigrationPlan", "copy_disks", "node_ip", "run_async",
-           "set_primary", "storage_migration_kind"]
+           "set_primary", "storage_migration_kind", "transfer_data"]

@@ -25,15 +25,20 @@ MOVABLE_TEMPLATES = frozenset([constants.DT_FILE, constants.DT_PLAIN,
 COMPRESS_LEVELS = ("none", "gzip", "gzip-fast", "gzip-slow")
 
 
+def check_compress(compress: str) -> None:
+    """OpPrereqError unless the node daemons' transfer stream knows ``compress``."""
+    if compress not in COMPRESS_LEVELS:
+        raise errors.OpPrereqError("Unsupported compression tool '%s' (supported: %s)" %
+                                   (compress, ", ".join(sorted(COMPRESS_LEVELS))),
+                                   errors.ECODE_INVAL)
+
+
 class LUInstanceMove(iu.InstanceLU):
     HPATH = "instance-move"
     LOCK_NODE_RES = True
 
     def check_arguments(self) -> None:
-        if self.op.compress not in COMPRESS_LEVELS:
-            raise errors.OpPrereqError("Unsupported compression tool '%s' (supported: %s)" %
-                                       (self.op.compress, ", ".join(sorted(COMPRESS_LEVELS))),
-                                       errors.ECODE_INVAL)
+        check_compress(self.op.compress)
 
     def expand_names(self) -> None:
         super().expand_names()

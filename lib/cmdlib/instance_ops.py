@@ -210,18 +210,29 @@ class LUInstanceRemove(iu.InstanceLU):
             if not self.op.ignore_failures:
                 raise errors.OpExecError(msg)
             self.log_warning("%s; proceeding anyway", msg)
-        feedback_fn("Removing block devices for instance %s" % inst.name)
-        if not self.pnode.offline and not ist.remove_disks(self, inst, ignore_failures=True):
-            if not self.op.ignore_failures:
-                raise errors.OpExecError("Can't remove instance's disks")
-        if not self.pnode.offline:
-            res = self.rpc.call_one("instance_forget", self.pnode.name,
-                                    {"hypervisor": inst.hypervisor, "name": inst.name})
-            if res.failed:
-                self.log_warning("Could not remove the hypervisor files of %s on %s: %s",
-                                 inst.name, self.pnode.name, res.fail_msg)
-        feedback_fn("Removing instance %s out of cluster config" % inst.name)
-        self.cfg.remove_instance(inst.uuid)
+        remove_stopped_instance(self, inst, self.op.ignore_failures, feedback_fn)
+
+
+def remove_stopped_instance(lu: iu.InstanceLU, inst: objects.Instance, ignore_failures: bool,
+                            feedback_fn: Feedback) -> None:
+    """Remove a stopped instance's disks, hypervisor files and configuration entry.
+
+    A failed disk removal stops here (the instance stays in the configuration)
+    unless ``ignore_failures``; the caller holds the instance and node locks.
+    """
+    pnode = lu.cfg.get_node_info(inst.primary_node)
+    feedback_fn("Removing block devices for instance %s" % inst.name)
+    if not pnode.offline and not ist.remove_disks(lu, inst, ignore_failures=True):
+        if not ignore_failures:
+            raise errors.OpExecError("Can't remove instance's disks")
+    if not pnode.offline:
+        res = lu.rpc.call_one("instance_forget", pnode.name,
+                              {"hypervisor": inst.hypervisor, "name": inst.name})
+        if res.failed:
+            lu.log_warning("Could not remove the hypervisor files of %s on %s: %s",
+                           inst.name, pnode.name, res.fail_msg)
+    feedback_fn("Removing instance %s out of cluster config" % inst.name)
+    lu.cfg.remove_instance(inst.uuid)
 
 
 class LUInstanceRename(iu.InstanceLU):
