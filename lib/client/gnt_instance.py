@@ -52,30 +52,40 @@ def _nodes(value: str | None) -> tuple[str | None, str | None]:
     return pnode, snode or None
 
 
-def add(opts: argparse.Namespace, args: list[str]) -> int:
+def build_create_op(opts: argparse.Namespace, name: str, mode: str = "create",
+                    **extra: Any) -> opcodes.OpInstanceCreate:
+    """OP_INSTANCE_CREATE from the options of CREATE_OPTS (shared with gnt-backup import).
+
+    ``extra`` sets the fields only one mode has (create: start, no_install,
+    forthcoming, commit; import: src_node, src_path, compress...).  On import,
+    disks and NICs not given on the command line come from the export.
+    """
     hv_name, hvp = _hypervisor(opts)
     pnode, snode = _nodes(opts.node)
     template = opts.disk_template
-    if template is None and not opts.disks and opts.sd_size is None:
+    if mode == "create" and template is None and not opts.disks and opts.sd_size is None:
         disks: list = []  # the cluster's default template decides (LU checks)
     else:
-        disks = params.parse_disk_options(opts.disks, opts.sd_size, template)
+        disks = params.parse_disk_options(opts.disks, opts.sd_size, template, mode)
     tags = [t for t in (opts.tags or "").split(",") if t]
-    op = opcodes.OpInstanceCreate(
-        instance_name=args[0], mode="create", disks=disks,
-        nics=params.parse_nic_options(opts.nics, opts.no_nics), disk_template=template,
+    return opcodes.OpInstanceCreate(
+        instance_name=name, mode=mode, disks=disks,
+        nics=params.parse_nic_options(opts.nics, opts.no_nics, mode), disk_template=template,
         os_type=opts.os, osparams=_kv(opts.osparams, "-O"),
         osparams_private=_kv(opts.osparams_private, "--os-parameters-private") or None,
         osparams_secret=_kv(opts.osparams_secret, "--os-parameters-secret") or None,
         pnode=pnode, snode=snode, iallocator=opts.iallocator, group_name=opts.nodegroup,
         hypervisor=hv_name, hvparams=hvp, beparams=_kv(opts.beparams, "-B"),
-        start=opts.start, no_install=opts.no_install, ip_check=opts.ip_check,
-        name_check=opts.name_check, conflicts_check=opts.conflicts_check,
+        ip_check=opts.ip_check, name_check=opts.name_check, conflicts_check=opts.conflicts_check,
         wait_for_sync=opts.wait_for_sync, file_storage_dir=opts.file_storage_dir,
         file_driver=opts.file_driver, identify_defaults=opts.identify_defaults,
         force_variant=opts.force_variant, ignore_ipolicy=opts.ignore_ipolicy,
-        opportunistic_locking=opts.opportunistic_locking, tags=tags,
-        forthcoming=opts.forthcoming, commit=opts.commit)
+        opportunistic_locking=opts.opportunistic_locking, tags=tags, **extra)
+
+
+def add(opts: argparse.Namespace, args: list[str]) -> int:
+    op = build_create_op(opts, args[0], start=opts.start, no_install=opts.no_install,
+                         forthcoming=opts.forthcoming, commit=opts.commit)
     base.submit_or_send([op], opts)
     return constants.EXIT_SUCCESS
 
@@ -682,6 +692,9 @@ _ADD_OPTS = base.SUBMIT_OPTS + _NAME_CHECK_OPTS + _OS_PARAM_OPTS + [
     opt("--commit", action="store_true", default=False,
         help="Create a forthcoming instance for real"),
 ]
+# The options of "add"; gnt-backup import takes them too, except ADD_ONLY_FLAGS.
+CREATE_OPTS = _ADD_OPTS
+ADD_ONLY_FLAGS = ("--no-start", "--no-install", "--forthcoming", "--commit")
 
 _MODIFY_OPTS = base.SUBMIT_OPTS + _OS_PARAM_OPTS + [
     base.FORCE_OPT, _FORCE_VARIANT_OPT, _WAIT_SYNC_OPT,

@@ -82,6 +82,12 @@ TOOLS: dict[str, tuple[str, int, str, str]] = {
     "gnt-group": ("corral.client.gnt_group", 8, "Corral node group administration",
                   "Adds, removes, renames and modifies node groups, assigns nodes to them and "
                   "lists them."),
+    "gnt-backup": ("corral.client.gnt_backup", 8, "Corral instance export and import",
+                   "Exports instances (their configuration in config.ini and one image per "
+                   "disk, made by the OS definition's export script) to a directory "
+                   "$CORRAL_ROOT/srv/ganeti/export/<instance> on a node, creates instances "
+                   "from such exports, lists the exports each node holds and removes them. "
+                   "The directory layout and config.ini format are Ganeti's."),
 }
 
 DAEMONS: dict[str, tuple[str, str, str]] = {

@@ -85,6 +85,35 @@ def test_move_and_migrate_file_disks(vcluster):
         vc.gnt("gnt-instance", "remove", "-f", name, check=False)
 
 
+def test_export_to_another_node_and_import_elsewhere(vcluster):
+    """gnt-backup between node daemons: the export lands on the target node, the
+    import reads it from there onto a third node's disk; older exports go."""
+    vc = vcluster
+    a, b = guest_hosts(vc)
+    name, copy = "bk1.fake.test", "bk2.fake.test"
+    try:
+        vc.gnt(*ADD, "-t", "file", "-s", "8m", "-n", a, "--no-start", name)
+        [path] = disk_files(vc, a, name)
+        with open(path, "r+b") as fh:
+            fh.seek(3 << 20)
+            fh.write(MARK)
+        vc.gnt("gnt-backup", "export", "-n", a, name)
+        vc.gnt("gnt-backup", "export", "-n", b, "--transport-compression", "gzip", name)
+        out = vc.gnt("gnt-backup", "list", "--no-headers").stdout.split("\n")
+        assert [line.split() for line in out if name in line] == [[vc.node(b).name, name]]
+        vc.gnt("gnt-backup", "import", "-n", a, "-t", "file", "--src-node", b, "--src-dir",
+               name, "--no-name-check", "--no-ip-check", copy)
+        assert pnode(vc, copy) == a
+        [imported] = disk_files(vc, a, copy)
+        with open(imported, "rb") as fh:
+            fh.seek(3 << 20)
+            assert fh.read(len(MARK)) == MARK
+    finally:
+        for inst in (name, copy):
+            vc.gnt("gnt-instance", "remove", "-f", inst, check=False)
+        vc.gnt("gnt-backup", "remove", name, check=False)
+
+
 def _fake_record(vc, node: str, name: str) -> str:
     return os.path.join(vc.node(node).root, "var", "run", "corral", "fake-hypervisor",
                         name + ".json")

@@ -227,3 +227,31 @@ def test_os_bulk_and_query_resources(rapi):
         assert data["data"] == [[[0, "localhost"], [0, "M"]]]
         body = {"fields": ["name"], "qfilter": ["=", "name", "localhost"]}
         assert json.loads(c.put("/2/query/node", json=body).text)["data"] == [[[0, "localhost"]]]
+
+
+def test_export_through_the_client(rapi):
+    """Ganeti's client: PrepareExport, ExportInstance, the export query and the
+    DELETE that removes the export (gnt-backup's data path: test_backup.py)."""
+    name = "exp1.example.com"
+    wait_ok(rapi, rapi.ok("c.CreateInstance('create', %r, 'file', [{'size': 8}], [], os='busybox',"
+                          " name_check=False, ip_check=False, hypervisor='fake', start=False)"
+                          % name))
+    job = rapi.ok("c.PrepareExport(%r, 'local')" % name)
+    wait_ok(rapi, job)
+    assert rapi.ok("c.GetJobStatus(%d)" % job)["opresult"] == [None]
+    job = rapi.ok("c.PrepareExport(%r, 'remote')" % name)
+    rapi.ok("c.WaitForJobCompletion(%d, period=1)" % job)
+    status = rapi.ok("c.GetJobStatus(%d)" % job)
+    assert status["status"] == "error" and "only exports to its own nodes" in \
+        json.dumps(status["opresult"])
+
+    job = rapi.ok("c.ExportInstance(%r, 'local', 'localhost', shutdown=True)" % name)
+    wait_ok(rapi, job)
+    assert rapi.ok("c.GetJobStatus(%d)" % job)["opresult"] == [[True, [True]]]
+    assert rapi.ok("c.Query('export', ['node', 'export'])")["data"] == \
+        [[[0, "localhost"], [0, name]]]
+    with rapi.http() as c:
+        job = int(c.delete("/2/instances/%s/export" % name).text)
+    wait_ok(rapi, job)
+    assert rapi.ok("c.Query('export', ['node', 'export'])")["data"] == []
+    wait_ok(rapi, rapi.ok("c.DeleteInstance(%r)" % name))
