@@ -18,7 +18,7 @@ _LU_MODULES = ("cluster", "verify", "test", "tags", "node", "group", "masterip",
                "node_storage", "verify_disks", "instance_replace_disks",
                "instance_migration", "instance_move", "node_migrate",
                "test_allocator", "node_evacuate", "group_evacuate", "instance_change_group",
-               "instance_multi_alloc", "backup_query", "backup")
+               "instance_multi_alloc", "backup_query", "backup", "queries")
 
 # Lock waits in chunks of these lengths (then the last, repeatedly) so that a
 # cancel request or a priority change is seen without a busy loop.

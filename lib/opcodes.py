@@ -170,6 +170,10 @@ class OpClusterQuery(OpCode):
     pass
 
 
+class OpClusterConfigQuery(OpCode):
+    OP_PARAMS = [_p("output_fields", REQUIRED, ht.TListOf(ht.TNonEmptyString), "Fields")]
+
+
 class OpClusterVerify(OpCode):
     OP_PARAMS = [
         _p("group_name", None, ht.TMaybe(ht.TNonEmptyString), "Verify only this group"),

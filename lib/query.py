@@ -390,6 +390,7 @@ def config_values(ctx: Any, fields: list[str]) -> list:
         "master_node": ctx.cfg.get_master_node_name(),
         "drain_flag": ctx.jqueue.is_drained(),
         "watcher_pause": _watcher_pause(),
+        "volume_group_name": cluster.volume_group_name or None,
     }
     out = []
     for f in fields:

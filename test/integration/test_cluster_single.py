@@ -147,3 +147,28 @@ def test_destroy_leaves_nothing(cluster):
     assert os.listdir(cluster.path("var", "lib", "corral")) == []
     down = cluster.run("gnt-cluster", "getmaster", check=False)
     assert down.returncode == 1 and "Cannot communicate with the master daemon" in down.stderr
+
+
+def test_queries_as_opcodes_answer_like_luxi(cluster):
+    """OP_QUERY, OP_QUERY_FIELDS and OP_CLUSTER_CONFIG_QUERY inside a job give what
+    the direct luxi calls give (scripts submit them with gnt-debug submit-job)."""
+    sock = cluster.path("var", "run", "corral", "socket", "master.sock")
+    with luxi.Client(sock) as client:
+        job = client.submit_job([
+            {"OP_ID": "OP_QUERY", "what": "node", "fields": ["name", "role"],
+             "qfilter": ["=", "name", "localhost"]},
+            {"OP_ID": "OP_QUERY_FIELDS", "what": "node", "fields": ["name"]},
+            {"OP_ID": "OP_CLUSTER_CONFIG_QUERY",
+             "output_fields": ["master_node", "drain_flag", "volume_group_name"]}])
+        client_base.wait_job(job, client, None)
+        status, result = client.query_jobs([job], ["status", "opresult"])[0]
+        assert status == "success", result
+        assert result[0] == client.query("node", ["name", "role"], ["localhost"])
+        assert result[0]["data"] == [[[0, "localhost"], [0, "M"]]]
+        assert result[1] == client.query_fields("node", ["name"])
+        assert result[2] == ["localhost", False, None]
+        bad = client.submit_job([{"OP_ID": "OP_CLUSTER_CONFIG_QUERY",
+                                  "output_fields": ["nosuch"]}])
+        client_base.wait_job(bad, client, None)
+        status, result = client.query_jobs([bad], ["status", "opresult"])[0]
+        assert status == "error" and "Unknown config value 'nosuch'" in json.dumps(result)
