@@ -244,3 +244,7 @@ class Client:
 
     def set_watcher_pause(self, until: float | None) -> Any:
         return self.call("SetWatcherPause", until=until)
+
+    def query_node_drbd(self, node: str) -> list:
+        """``[node, minor, instance, disk, role, peer]`` rows (cmdlib/node_drbd.py)."""
+        return self.call("QueryNodeDrbd", node=node)

@@ -275,6 +275,26 @@ def evacuate(opts: argparse.Namespace, args: list[str]) -> int:
     return base.run_evacuation(op, opts, client)
 
 
+# Columns of QueryNodeDrbd's rows (cmdlib/node_drbd.py) and their titles (spec/cli.md §3).
+_DRBD_COLUMNS = [("node", "Node"), ("minor", "Minor"), ("instance", "Instance"),
+                 ("disk", "Disk"), ("role", "Role"), ("peer", "PeerNode")]
+
+
+def list_drbd(opts: argparse.Namespace, args: list[str]) -> int:
+    """The DRBD minors the configuration gives the node (masterd's QueryNodeDrbd):
+    read-only, no job; an unknown node fails with "Node 'x' not known"."""
+    from corral.client import output
+    rows = base.get_client().query_node_drbd(args[0])
+    fdefs = [output.FieldDef(name, title,
+                             output.QFT_NUMBER if name == "minor" else output.QFT_TEXT, "")
+             for name, title in _DRBD_COLUMNS]
+    cells = [[(constants.RS_NORMAL, v) for v in row] for row in rows]
+    for line in output.format_table(fdefs, cells, headers=not opts.no_headers,
+                                    separator=opts.separator):
+        print(line)
+    return constants.EXIT_SUCCESS
+
+
 def list_tags(opts, args):
     return base.list_tags(constants.TAG_NODE, args[0], opts)
 
@@ -389,6 +409,10 @@ COMMANDS = {
             help="Ask the allocator to ignore soft errors (e.g. instance policy)")],
         "Relocate the instances of a node (migrate, fail over or replace disks) and wait"
         " for the jobs", 1, 1),
+    "list-drbd": Command(list_drbd, "<node_name>", [base.NOHDR_OPT, base.SEP_OPT],
+                         "List the DRBD minors the configuration gives a node (columns: %s)"
+                         % " ".join(title for _, title in _DRBD_COLUMNS),
+                         1, 1),
     "list-tags": Command(list_tags, "<node_name>", [], "List the tags of a node", 1, 1),
     "add-tags": Command(add_tags, "<node_name> <tag>...", base.SUBMIT_OPTS + [base.TAG_SRC_OPT],
                         "Add tags to a node", 1, None),

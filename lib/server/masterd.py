@@ -99,6 +99,11 @@ def _set_watcher_pause(ctx, args: dict) -> Any:
     return ctx.set_watcher_pause(args.get("until"))
 
 
+def _query_node_drbd(ctx, args: dict) -> list:
+    from corral.cmdlib.node_drbd import node_drbd_rows
+    return node_drbd_rows(ctx.cfg, args["node"])
+
+
 METHODS: dict[str, Handler] = {
     "SubmitJob": _submit_job,
     "SubmitManyJobs": _submit_many_jobs,
@@ -115,6 +120,7 @@ METHODS: dict[str, Handler] = {
     "QueryDicts": _query_dicts,
     "QueryFields": _query_fields,
     "SetWatcherPause": _set_watcher_pause,
+    "QueryNodeDrbd": _query_node_drbd,
 }
 
 
