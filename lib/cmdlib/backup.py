@@ -109,9 +109,15 @@ class LUBackupExport(iu.InstanceLU):
                              " the copy may be inconsistent", inst.name)
         try:
             self._export(inst, feedback_fn)
-        finally:
+        except BaseException:
             if self.op.shutdown and restart:
-                self._start(inst, feedback_fn)
+                try:
+                    self._start(inst, feedback_fn)
+                except errors.OpExecError as err:  # the export's error is the one to report
+                    self.log_warning("%s", err)
+            raise
+        if self.op.shutdown and restart:
+            self._start(inst, feedback_fn)
         self._remove_older_exports(inst.name, feedback_fn)
         if self.op.remove_instance:
             feedback_fn("Removing instance %s" % inst.name)

@@ -153,3 +153,18 @@ def test_failures_are_clear_and_leave_nothing(cluster):
     cluster.run("gnt-backup", "remove", "exp3")
     res = cluster.run("gnt-backup", "remove", "exp3")
     assert "Export not found" in res.stdout + res.stderr
+
+
+def test_failed_export_keeps_the_previous_one_and_restarts_the_instance(cluster):
+    cluster.run(*ADD, "-t", "file", "-s", "8m", "--no-nics", "exp4")
+    cluster.run("gnt-backup", "export", "-n", "localhost", "exp4")
+    good = os.stat(export_dir(cluster, "exp4", "config.ini")).st_ino
+    with open(export_dir(cluster, "exp4.new"), "w") as fh:   # the staging dir cannot be made
+        fh.write("in the way\n")
+    res = cluster.run("gnt-backup", "export", "-n", "localhost", "exp4", check=False)
+    assert res.returncode == 1 and "Failure: command execution error" in res.stderr, res
+    assert os.stat(export_dir(cluster, "exp4", "config.ini")).st_ino == good
+    assert not os.path.exists(export_dir(cluster, "exp4.new"))
+    assert status(cluster, "exp4") == "running"
+    cluster.run("gnt-instance", "remove", "-f", "exp4")
+    cluster.run("gnt-backup", "remove", "exp4")
