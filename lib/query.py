@@ -170,7 +170,10 @@ def storage_units(cluster) -> list[list]:
     return []
 
 
-def _select(items: dict, names: list[str], expand: Callable[[str], Any], kind: str) -> list:
+def select_items(items: dict, names: list[str], expand: Callable[[str], Any],
+                 kind: str) -> list:
+    """The named objects (``expand`` resolves short names), or all sorted by name;
+    OpPrereqError (ECODE_NOENT) "<kind> 'x' not known" for an unknown one."""
     if not names:
         return sorted(items.values(), key=lambda o: o.name)
     out = []
@@ -266,7 +269,7 @@ def register_resource(what: str, getters: dict[str, Getter], prepare: Callable) 
 
 
 def _prepare_nodes(ctx, names: list[str], getters: list[Getter]):
-    nodes = _select(ctx.cfg.get_all_nodes(), names, ctx.cfg.expand_node_name, "Node")
+    nodes = select_items(ctx.cfg.get_all_nodes(), names, ctx.cfg.expand_node_name, "Node")
     live = None
     if any(getattr(g, "live", False) for g in getters):
         live = _node_live_data(ctx, nodes)
@@ -281,7 +284,7 @@ def _prepare_groups(ctx, names: list[str], getters: list[Getter]):
             return groups[ctx.cfg.lookup_node_group(name)]
         except errors.OpPrereqError:
             return None
-    return _SimpleData(ctx), _select(groups, names, expand, "Node group")
+    return _SimpleData(ctx), select_items(groups, names, expand, "Node group")
 
 
 def lookup_getter(getters: dict[str, Getter], name: str) -> Getter | None:

@@ -21,7 +21,7 @@ from corral import constants, errors, locking, objects
 from corral.cmdlib import export_ini
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
-from corral.cmdlib.base import NoHooksLU, expand_node
+from corral.cmdlib.base import NoHooksLU, expand_target_node
 from corral.cmdlib.instance_import import export_names_by_node, online_node_names
 from corral.cmdlib.instance_migration_live import transfer_data
 from corral.cmdlib.instance_move import check_compress
@@ -68,9 +68,7 @@ class LUBackupExport(iu.InstanceLU):
 
     def expand_names(self) -> None:
         super().expand_names()
-        self.target = expand_node(self.cfg, self.op.target_node)
-        self.op.target_node = self.target.name
-        self.op.target_node_uuid = self.target.uuid
+        self.target = expand_target_node(self)
 
     def lock_node_uuids(self, inst: objects.Instance) -> list[str]:
         # Shared locks on every node: older exports of the instance are removed anywhere.

@@ -12,7 +12,7 @@ Field titles and kinds live in client/query_fields.py (EXPORT_FIELDS).
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from corral import errors, query
+from corral import query
 from corral.cmdlib.instance_import import export_names_by_node
 
 
@@ -36,19 +36,6 @@ EXPORT_GETTERS: dict[str, Callable[[Any, ExportRow], Any]] = {
 }
 
 
-def select_nodes(cfg: Any, names: list[str]) -> list:
-    """The named nodes (short names expand; unknown -> ECODE_NOENT), or all of them."""
-    if not names:
-        return list(cfg.get_all_nodes().values())
-    out = []
-    for name in names:
-        node = cfg.expand_node_name(name)
-        if node is None:
-            raise errors.OpPrereqError("Node '%s' not known" % name, errors.ECODE_NOENT)
-        out.append(node)
-    return out
-
-
 def collect_exports(ctx: Any, node_names: list[str]) -> list[ExportRow]:
     """Rows for ``node_names`` (all online) from one parallel ``export_list`` fan-out."""
     rows: list[ExportRow] = []
@@ -63,7 +50,8 @@ def collect_exports(ctx: Any, node_names: list[str]) -> list[ExportRow]:
 
 def prepare_exports(ctx: Any, names: list[str], getters: list) -> tuple[None, list[ExportRow]]:
     """query.register_resource's ``prepare``: ``names`` restrict the nodes asked."""
-    nodes = select_nodes(ctx.cfg, names)
+    nodes = query.select_items(ctx.cfg.get_all_nodes(), names, ctx.cfg.expand_node_name,
+                               "Node")
     online = sorted({n.name for n in nodes if not n.offline})
     return None, collect_exports(ctx, online)
 

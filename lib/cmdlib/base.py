@@ -114,6 +114,13 @@ def expand_node(cfg: ConfigWriter, name: str):
     return node
 
 
+def expand_target_node(lu: "LogicalUnit"):
+    """The node of ``op.target_node``, its full name and UUID written back into the opcode."""
+    node = expand_node(lu.cfg, lu.op.target_node)
+    lu.op.target_node, lu.op.target_node_uuid = node.name, node.uuid
+    return node
+
+
 def expand_instance(cfg: ConfigWriter, name: str):
     inst = cfg.expand_instance_name(name)
     if inst is None:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from corral import constants, errors, objects
 from corral.cmdlib import instance_storage as ist
 from corral.cmdlib import instance_utils as iu
-from corral.cmdlib.base import expand_node
+from corral.cmdlib.base import expand_target_node
 from corral.cmdlib.instance_migration_live import copy_disks, set_primary
 
 Feedback = Callable[[str], None]
@@ -42,9 +42,7 @@ class LUInstanceMove(iu.InstanceLU):
 
     def expand_names(self) -> None:
         super().expand_names()
-        self.target = expand_node(self.cfg, self.op.target_node)
-        self.op.target_node = self.target.name
-        self.op.target_node_uuid = self.target.uuid
+        self.target = expand_target_node(self)
 
     def lock_node_uuids(self, inst: objects.Instance) -> list[str]:
         return list(dict.fromkeys(list(inst.all_nodes) + [self.target.uuid]))

@@ -346,15 +346,8 @@ INSTANCE_GETTERS["__dynamic__"] = dynamic_getter
 
 def select_instances(cfg, names: list[str]) -> list[objects.Instance]:
     """The named instances (short names expand), or all sorted by name."""
-    if not names:
-        return sorted(cfg.get_all_instances().values(), key=lambda i: i.name)
-    out = []
-    for name in names:
-        inst = cfg.expand_instance_name(name)
-        if inst is None:
-            raise errors.OpPrereqError("Instance '%s' not known" % name, errors.ECODE_NOENT)
-        out.append(inst)
-    return out
+    return query.select_items(cfg.get_all_instances(), names, cfg.expand_instance_name,
+                              "Instance")
 
 
 def prepare_instances(ctx: Any, names: list[str], getters: list[Getter]):
