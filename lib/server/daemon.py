@@ -20,8 +20,9 @@ What ``run_daemon`` guarantees:
 - Without ``-f`` it double-forks.  The starting process waits on a pipe and
   exits 0 only when the daemon called ``ctx.ready()`` (``serve_asgi`` does
   that once uvicorn serves the bound sockets), or 1 printing the daemon's
-  error (pid file locked, port in use, certificate missing...).  No polling:
-  the pipe closes if the daemon dies.
+  error (pid file locked, port in use, certificate missing...) once that
+  daemon has exited, so a refused start leaves nothing running.  No polling:
+  the pipe closes when the daemon dies.
 - The daemon holds ``pathutils.pid_file(name)`` locked (flock) for its
   lifetime, so a second copy fails with "already running (pid N)".
 - Logging goes to ``pathutils.daemon_log_file(name)`` (plus stderr with -f);
@@ -41,10 +42,12 @@ import fcntl
 import logging
 import logging.handlers
 import os
+import select
 import signal
 import socket
 import sys
 import threading
+import time
 from typing import Any, Callable, TypeVar
 
 import uvicorn
@@ -55,6 +58,8 @@ from corral import constants, errors, pathutils
 _ENV_DETACHED = "_CORRAL_DAEMON_DETACHED"
 _ENV_FDS = "_CORRAL_DAEMON_FDS"
 LISTEN_BACKLOG = 128
+# Seconds the starting process waits for a daemon that failed to start to exit.
+EXIT_WAIT = 30.0
 
 T = TypeVar("T")
 
@@ -109,10 +114,19 @@ class DaemonContext:
         logging.info("corral-%s ready (pid %d)", self.name, os.getpid())
 
     def fail(self, message: str) -> None:
-        """Report a startup failure to the starting process (no-op once ready)."""
+        """Report a startup failure to the starting process (no-op once ready).
+
+        The pipe stays open until this process exits: the starting process
+        returns only then, so a failed start leaves no daemon behind.
+        """
         with self._lock:
-            _report(self._ready_fd, ("ERR %s\n" % message.replace("\n", " ")).encode())
-            self._ready_fd = None
+            if self._ready_fd is not None:
+                try:
+                    os.write(self._ready_fd,
+                             ("ERR %s\n" % message.replace("\n", " ")).encode())
+                except OSError:
+                    pass
+            self._ready_fd = None  # deliberately not closed (see above)
 
     def on_stop(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (must be signal-safe: set a flag) when asked to stop."""
@@ -304,8 +318,10 @@ def _wait_for_daemon(name: str, pid: int, read_fd: int) -> int:
         if not chunk:
             break
         data += chunk
-    os.close(read_fd)
     line = data.decode("utf-8", "replace").strip()
+    if line.startswith("ERR "):
+        _wait_for_eof(read_fd, EXIT_WAIT)
+    os.close(read_fd)
     if line == "OK":
         return 0
     if line.startswith("ERR "):
@@ -314,6 +330,17 @@ def _wait_for_daemon(name: str, pid: int, read_fd: int) -> int:
         sys.stderr.write("corral-%s: exited during startup, see %s\n"
                          % (name, pathutils.daemon_log_file(name)))
     return 1
+
+
+def _wait_for_eof(fd: int, timeout: float) -> None:
+    """Until the daemon that failed has exited (its end of the pipe closes), bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            return
+        if not os.read(fd, 4096):
+            return
 
 
 def _reexec_argv() -> list[str]:
