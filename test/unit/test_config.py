@@ -8,14 +8,19 @@ import pytest
 from corral import config, errors, objects
 
 
-@pytest.fixture
-def cfg(tmp_path):
+def new_config(tmp_path) -> config.ConfigWriter:
+    """A one-node configuration (master n1 in group g1), written under ``tmp_path``."""
     cluster = objects.Cluster(uuid="c-uuid", cluster_name="cluster.example.com",
                               mac_prefix="aa:00:00")
     master = objects.Node(uuid="n1", name="node1.example.com", primary_ip="10.0.0.1",
                           secondary_ip="10.0.0.1", master_candidate=True)
     group = objects.NodeGroup(uuid="g1", name="default")
     return config.ConfigWriter.create(str(tmp_path / "config.data"), cluster, master, group)
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return new_config(tmp_path)
 
 
 def test_written_atomically_with_serial(cfg, tmp_path):

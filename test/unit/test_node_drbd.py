@@ -2,8 +2,9 @@
 
 import pytest
 
-from corral import config, constants, errors, objects
+from corral import constants, errors, objects
 from corral.cmdlib.node_drbd import node_drbd_rows
+from test_config import new_config
 
 
 def _drbd(idx: int, node_a: str, node_b: str, minor_a: int, minor_b: int) -> objects.Disk:
@@ -19,12 +20,7 @@ def _drbd(idx: int, node_a: str, node_b: str, minor_a: int, minor_b: int) -> obj
 
 @pytest.fixture
 def cfg(tmp_path):
-    cluster = objects.Cluster(uuid="c-uuid", cluster_name="cluster.example.com",
-                              mac_prefix="aa:00:00")
-    master = objects.Node(uuid="n1", name="node1.example.com", primary_ip="10.0.0.1",
-                          secondary_ip="10.0.0.1", master_candidate=True)
-    writer = config.ConfigWriter.create(str(tmp_path / "config.data"), cluster, master,
-                                        objects.NodeGroup(uuid="g1", name="default"))
+    writer = new_config(tmp_path)
     for uuid, name, ip in (("n2", "node2.example.com", "10.0.0.2"),
                            ("n3", "node3.example.com", "10.0.0.3")):
         writer.add_node(objects.Node(uuid=uuid, name=name, primary_ip=ip, group="g1"))
